@@ -1,0 +1,29 @@
+# Two commands for a fresh machine:  `make run` (demo server)  and  `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/taxii-exchange: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(BIN)/taxii-exchange
+	$(BIN)/taxii-exchange demo
+
+lint: $(BIN)/taxii-exchange
+	$(BIN)/ruff check exchange tests
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: $(BIN)/taxii-exchange
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/python tests/bench/bench_taxii.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,59 @@
+"""Domain errors. They carry no HTTP codes: the protocol layer maps them (see taxii/errors.py)."""
+
+
+class ExchangeError(Exception):
+    """Base class: `title` is short, `description` tells the client what to do."""
+
+    title = "Error"
+
+    def __init__(self, description: str = "") -> None:
+        super().__init__(description or self.title)
+        self.description = description
+
+
+class NotFound(ExchangeError):
+    title = "Not found"
+
+
+class Unauthenticated(ExchangeError):
+    title = "Authentication required"
+
+
+class Forbidden(ExchangeError):
+    title = "Forbidden"
+
+
+class Invalid(ExchangeError):
+    """The request is malformed (bad parameter, unparseable body)."""
+
+    title = "Bad request"
+
+
+class Unprocessable(ExchangeError):
+    """The request is well-formed but is not what this endpoint takes."""
+
+    title = "Unprocessable content"
+
+
+class TooLarge(ExchangeError):
+    title = "Content too large"
+
+
+class NotAcceptable(ExchangeError):
+    title = "Not acceptable"
+
+
+class UnsupportedMediaType(ExchangeError):
+    title = "Unsupported media type"
+
+
+class ConfigError(ExchangeError):
+    """Settings, collection or partner files are wrong: the server refuses to start."""
+
+    title = "Configuration error"
+
+
+class InvalidObject(ExchangeError):
+    """One STIX object failed validation; it is reported in the status, never stored."""
+
+    title = "Invalid STIX object"
