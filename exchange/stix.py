@@ -159,7 +159,7 @@ def check_object(obj: Any) -> ObjectFacts:
         version = _check_properties(obj, obj_type)
     except InvalidObject as exc:
         raise InvalidObject(f"{obj_id}: {exc.description}") from None
-    return ObjectFacts(obj_id, obj_type, str(spec_version), version)
+    return ObjectFacts(match.group(0), obj_type, str(spec_version), version)
 
 
 def _check_properties(obj: dict[str, Any], obj_type: str) -> str | None:
