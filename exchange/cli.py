@@ -1,19 +1,123 @@
-"""The `taxii-exchange` command."""
+"""The `taxii-exchange` command: serve, demo, partners."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
+from .config import Settings, load_settings
+from .errors import ConfigError
+from .policy import partners
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="taxii-exchange", description=__doc__)
+    parser = argparse.ArgumentParser(prog="taxii-exchange",
+                                     description="STIX 2.1 / TAXII 2.1 threat-exchange server")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", help="YAML settings file (also EXCHANGE_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the TAXII 2.1 server")
+    serve.add_argument("--host", help="listen address (default from settings: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default from settings: 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+
+    demo = commands.add_parser("demo", help="serve demo data with freshly generated partners")
+    demo.add_argument("--dir", default=".demo", help="where demo state lives (default .demo)")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--no-serve", action="store_true", help="prepare the demo, do not serve")
+
+    manage = commands.add_parser("partners", help="manage the partners file")
+    manage.add_argument("--file", help="partners file (default from settings)")
+    actions = manage.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="add a partner; prints its new password and API token")
+    add.add_argument("id")
+    add.add_argument("--name", required=True, help="display name")
+    add.add_argument("--group", action="append", default=[], help="group (repeatable)")
+    add.add_argument("--identity", help="STIX identity id (default: a new one)")
+    actions.add_parser("list", help="list partners (never secrets)")
+    rotate = actions.add_parser("rotate", help="replace a partner's password and token")
+    rotate.add_argument("id")
+    remove = actions.add_parser("remove", help="remove a partner")
+    remove.add_argument("id")
     return parser
 
 
+def _print_credentials(credentials: partners.Credentials) -> None:
+    print(f"partner:  {credentials.partner}")
+    print(f"password: {credentials.password}")
+    print(f"token:    {credentials.token}")
+    print("These secrets are shown once; only their hashes are stored.")
+
+
+def _partners(args: argparse.Namespace, settings: Settings) -> int:
+    path = Path(args.file) if args.file else settings.partners_file
+    if args.action == "add":
+        _print_credentials(partners.add(path, args.id, args.name, tuple(args.group),
+                                        args.identity))
+    elif args.action == "rotate":
+        _print_credentials(partners.rotate(path, args.id))
+    elif args.action == "remove":
+        partners.remove(path, args.id)
+        print(f"removed {args.id}")
+    else:
+        for p in partners.load(path).values():
+            print(f"{p.id}\t{p.name}\t{','.join(p.groups)}\t{p.identity}")
+    return 0
+
+
+def app_from_environment() -> object:
+    """uvicorn factory for multi-process serving: each worker builds its own app."""
+    from .app import create_app
+    from .store.sqlite import SQLiteStore
+
+    settings = load_settings()
+    return create_app(settings, SQLiteStore(settings.store_path))
+
+
+def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:
+    import uvicorn
+
+    from .app import create_app
+    from .store.sqlite import SQLiteStore
+
+    if not settings.partners_file.exists():
+        raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
+                          "`taxii-exchange partners add` (there are no default credentials)")
+    common = {"host": settings.host, "port": settings.port, "access_log": access_log,
+              "proxy_headers": True}
+    if workers > 1:
+        uvicorn.run("exchange.cli:app_from_environment", factory=True, workers=workers,
+                    **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings, SQLiteStore(settings.store_path)),
+                    **common)  # type: ignore[arg-type]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            return run_demo(Path(args.dir), port=args.port, serve_after=not args.no_serve)
+        settings = load_settings(args.config)
+        if args.command == "partners":
+            return _partners(args, settings)
+        # Through the environment, so every worker process builds the same settings.
+        if args.host:
+            os.environ["EXCHANGE_HOST"] = args.host
+        if args.port:
+            os.environ["EXCHANGE_PORT"] = str(args.port)
+        if args.config:
+            os.environ["EXCHANGE_CONFIG"] = str(Path(args.config).resolve())
+        serve(load_settings(), workers=args.workers, access_log=not args.no_access_log)
+    except ConfigError as exc:
+        print(f"taxii-exchange: {exc}", file=sys.stderr)
+        return 2
     return 0

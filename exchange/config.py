@@ -1,0 +1,113 @@
+"""Typed, frozen settings: built-in defaults < YAML file < EXCHANGE_* environment variables."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .schemas import validate
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+MIB = 1024 * 1024
+
+DEFAULTS: dict[str, Any] = {
+    "title": "taxii-exchange",
+    "description": "Cross-border cybercrime threat exchange (TAXII 2.1)",
+    "contact": "",
+    "host": "127.0.0.1",
+    "port": 8000,
+    "store_path": "taxii-exchange.sqlite3",
+    "partners_file": "partners.yaml",
+    "collections_dir": str(REPO_DIR / "collections"),
+    "default_api_root": "cybercrime",
+    "post_wait_seconds": 2.0,
+    "api_roots": {
+        "cybercrime": {"title": "Cybercrime exchange",
+                       "description": "Indicators, sightings and partner submissions"},
+        "trusted": {"title": "Trusted law-enforcement exchange",
+                    "description": "Restricted to vetted law-enforcement partners"},
+    },
+}
+
+# Environment variables that override single settings, with the type each one takes.
+ENVIRONMENT: dict[str, type] = {
+    "title": str, "description": str, "contact": str, "host": str, "port": int,
+    "store_path": str, "partners_file": str, "collections_dir": str, "default_api_root": str,
+    "post_wait_seconds": float,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRootSettings:
+    name: str
+    title: str
+    description: str = ""
+    max_content_length: int = 10 * MIB
+    default_page_size: int = 1000
+    max_page_size: int = 5000  # stix2's TAXIICollectionSource asks for 5000 per page
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    title: str
+    description: str
+    contact: str
+    host: str
+    port: int
+    store_path: Path
+    partners_file: Path
+    collections_dir: Path
+    default_api_root: str | None
+    post_wait_seconds: float
+    api_roots: tuple[ApiRootSettings, ...]
+
+    def api_root(self, name: str) -> ApiRootSettings | None:
+        return next((r for r in self.api_roots if r.name == name), None)
+
+
+def load_settings(path: str | Path | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings; relative paths in a file are taken relative to that file."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = dict(DEFAULTS)
+    base = Path.cwd()
+    path = path or environ.get("EXCHANGE_CONFIG")
+    if path:
+        path = Path(path)
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from None
+        validate("config", document, str(path))
+        merged.update(document)
+        base = path.resolve().parent
+    for key, kind in ENVIRONMENT.items():
+        raw = environ.get(f"EXCHANGE_{key.upper()}")
+        if raw is not None:
+            try:
+                merged[key] = kind(raw)
+            except ValueError:
+                raise ConfigError(f"EXCHANGE_{key.upper()}={raw!r} is not a {kind.__name__}") \
+                    from None
+    validate("config", merged, "settings")
+    roots = tuple(ApiRootSettings(name=name, **values)
+                  for name, values in merged["api_roots"].items())
+    for root in roots:
+        if root.default_page_size > root.max_page_size:
+            raise ConfigError(f"api root {root.name}: default_page_size exceeds max_page_size")
+    default_root = merged["default_api_root"] or None
+    if default_root and default_root not in {r.name for r in roots}:
+        raise ConfigError(f"default_api_root {default_root!r} is not a configured API root")
+    return Settings(
+        title=merged["title"], description=merged["description"], contact=merged["contact"],
+        host=merged["host"], port=merged["port"],
+        store_path=base / merged["store_path"], partners_file=base / merged["partners_file"],
+        collections_dir=base / merged["collections_dir"], default_api_root=default_root,
+        post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,
+    )

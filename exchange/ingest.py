@@ -1,0 +1,178 @@
+"""The one write path: every object that enters a collection comes through here.
+
+`accept` checks the request and records it durably with its status before the client is
+answered; `process` (run by the Worker, in the background) stores the objects and completes
+the status in one transaction, so a crash at any point loses nothing and stores nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import Invalid, InvalidObject, Unprocessable
+from .model import COMPLETE, Candidate, Outcome, Status
+from .stix import check_object, now_micros
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A request body split into storable candidates and itemised failures."""
+
+    candidates: list[Candidate]
+    failures: list[dict[str, Any]]
+
+
+def parse_request(body: bytes) -> list[Any]:
+    """The objects of a TAXII envelope or a STIX bundle (stix2's TAXIICollectionSink posts one)."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise Invalid(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
+        raise Unprocessable("the body must be a TAXII envelope or a STIX bundle: "
+                            "a JSON object with an 'objects' list")
+    if "type" in document and document["type"] != "bundle":
+        raise Unprocessable("a body with a 'type' must be a STIX bundle")
+    return document["objects"]
+
+
+def check_objects(objects: list[Any]) -> Checked:
+    candidates, failures = [], []
+    for index, obj in enumerate(objects):
+        try:
+            facts = check_object(obj)
+        except InvalidObject as exc:
+            failures.append(_detail(obj, f"object {index}: {exc.description}"))
+            continue
+        candidates.append(Candidate(
+            id=facts.id, type=facts.type, spec_version=facts.spec_version, version=facts.version,
+            body=orjson.dumps(obj), canonical=orjson.dumps(obj, option=orjson.OPT_SORT_KEYS),
+        ))
+    return Checked(candidates, failures)
+
+
+def _detail(obj: Any, message: str) -> dict[str, Any]:
+    fields = obj if isinstance(obj, dict) else {}
+    ident, version = fields.get("id"), fields.get("modified", fields.get("created"))
+    return {"id": ident if isinstance(ident, str) else "",
+            "version": version if isinstance(version, str) else "", "message": message}
+
+
+class Ingest:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def accept(self, *, api_root: str, collection: str, partner: str, body: bytes) -> Status:
+        """Check a push and record it durably; raise Invalid/Unprocessable for a bad body."""
+        checked = check_objects(parse_request(body))
+        status = Status(
+            id=str(uuid.uuid4()), api_root=api_root, collection=collection, partner=partner,
+            request_timestamp=now_micros(),
+            total_count=len(checked.candidates) + len(checked.failures),
+            failures=checked.failures,
+            pendings=[{"id": c.id, "version": c.version or ""} for c in checked.candidates],
+        )
+        if not checked.candidates:
+            status.status = COMPLETE
+        self.store.save_status(status, None if not checked.candidates else body)
+        return status
+
+    def process(self, status_id: str) -> Status | None:
+        """Store the objects of one accepted request and complete its status."""
+        pending = self.store.pending_request(status_id)
+        if pending is None:
+            return None
+        status, body = pending
+        checked = check_objects(parse_request(body))
+
+        def finish(outcomes: list[Outcome]) -> Status:
+            status.pendings = []
+            status.failures = list(checked.failures)
+            status.successes = []
+            for outcome in outcomes:
+                detail = {"id": outcome.id, "version": outcome.version}
+                if outcome.conflict:
+                    detail["message"] = "refused: a different object with this id and version " \
+                                        "is already stored"
+                    status.failures.append(detail)
+                else:
+                    if not outcome.stored:
+                        detail["message"] = "already stored, unchanged"
+                    status.successes.append(detail)
+            status.status = COMPLETE
+            return status
+
+        return self.store.write(status.collection, checked.candidates, status_id, finish)
+
+
+class Worker:
+    """Processes accepted requests on one background thread per server process.
+
+    Requests are claimed with a lease, so several processes sharing a store never work the
+    same one at once; a request left pending by a crash is picked up when its lease runs out.
+    """
+
+    def __init__(self, ingest: Ingest, *, lease_seconds: float = 15.0,
+                 sweep_seconds: float = 1.0) -> None:
+        self.ingest = ingest
+        self.lease_seconds = lease_seconds
+        self.sweep_seconds = sweep_seconds
+        self._queue: queue.Queue[tuple[str, Future[Status | None]] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, status_id: str) -> Future[Status | None]:
+        future: Future[Status | None] = Future()
+        self._queue.put((status_id, future))
+        return future
+
+    def _run(self) -> None:
+        store = self.ingest.store
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=self.sweep_seconds)
+                except queue.Empty:
+                    for status_id in store.claim_pending(self.lease_seconds):
+                        self._process(status_id, None)
+                    continue
+                if item is None:
+                    return
+                status_id, future = item
+                if store.claim_pending(self.lease_seconds, status_id):
+                    self._process(status_id, future)
+                else:
+                    future.set_result(None)
+        finally:
+            store.close()
+
+    def _process(self, status_id: str, future: Future[Status | None] | None) -> None:
+        try:
+            status = self.ingest.process(status_id)
+        except Exception as exc:  # left pending: retried when the lease runs out
+            log.exception("processing request %s failed; it stays pending", status_id)
+            if future is not None:
+                future.set_exception(exc)
+            return
+        if future is not None:
+            future.set_result(status)

@@ -1,0 +1,1 @@
+"""Who may see and send what: partners, authentication, access decisions."""

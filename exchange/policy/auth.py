@@ -1,0 +1,112 @@
+"""Authentication: HTTP Basic (partner id + password) and bearer API tokens.
+
+A slow password hash must not run on every request (SIEM connectors send Basic on every
+poll). A password verified once with argon2 is remembered for a short time, keyed by an HMAC
+of the presented credential under a per-process random key (never the plaintext), and only
+while the partner's stored hash is unchanged: a rotation or removal forgets it at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from ..errors import Unauthenticated
+from . import partners as partners_file
+from .partners import Partner, hasher, token_digest
+
+# Verified against when the partner id is unknown, so timing does not reveal which ids exist.
+_DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
+
+
+class Authenticator:
+    def __init__(self, path: Path, *, remember_seconds: float = 300.0,
+                 reload_seconds: float = 1.0) -> None:
+        self.path = path
+        self.remember_seconds = remember_seconds
+        self.reload_seconds = reload_seconds
+        self._key = secrets.token_bytes(32)
+        self._lock = threading.Lock()
+        self._partners: dict[str, Partner] = {}
+        self._by_token: dict[str, Partner] = {}
+        self._mtime: float | None = None
+        self._checked = 0.0
+        self._remembered: dict[bytes, tuple[str, str, float]] = {}
+        self._reload()
+
+    def _reload(self) -> None:
+        """Re-read the partners file when it changed (checked at most once per interval)."""
+        now = time.monotonic()
+        self._checked = now
+        try:
+            mtime: float | None = os.stat(self.path).st_mtime_ns / 1e9
+        except FileNotFoundError:
+            mtime = None
+        if mtime == self._mtime and self._mtime is not None:
+            return
+        loaded = partners_file.load(self.path)
+        by_token = {d: p for p in loaded.values() for d in p.token_digests}
+        with self._lock:
+            self._partners, self._by_token, self._mtime = loaded, by_token, mtime
+
+    def partner(self, partner_id: str) -> Partner | None:
+        return self._partners.get(partner_id)
+
+    def authenticate(self, authorization: str | None) -> Partner:
+        if time.monotonic() - self._checked > self.reload_seconds:
+            self._reload()
+        if not authorization:
+            raise Unauthenticated("send HTTP Basic credentials or a bearer API token")
+        scheme, _, value = authorization.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "bearer":
+            return self._token(value.strip())
+        if scheme == "basic":
+            return self._basic(value.strip())
+        raise Unauthenticated("unsupported authorization scheme: use Basic or Bearer")
+
+    def _token(self, token: str) -> Partner:
+        digest = token_digest(token)
+        partner = self._by_token.get(digest)
+        # The dict lookup picks the candidate; the comparison that decides is constant-time.
+        known = partner.token_digests if partner else ()
+        if partner is None or not any(hmac.compare_digest(digest, d) for d in known):
+            raise Unauthenticated("unknown or revoked API token")
+        return partner
+
+    def _basic(self, value: str) -> Partner:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthenticated("malformed Basic credentials") from None
+        partner_id, sep, password = decoded.partition(":")
+        if not sep:
+            raise Unauthenticated("malformed Basic credentials")
+        key = hmac.new(self._key, decoded.encode(), hashlib.sha256).digest()
+        partner = self._partners.get(partner_id)
+        remembered = self._remembered.get(key)
+        now = time.monotonic()
+        if (remembered and partner and remembered[0] == partner.id
+                and remembered[1] == partner.password_hash and remembered[2] > now):
+            return partner
+        stored = partner.password_hash if partner and partner.password_hash else _DUMMY_HASH
+        try:
+            hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            raise Unauthenticated("wrong partner id or password") from None
+        if partner is None or stored is _DUMMY_HASH:
+            raise Unauthenticated("wrong partner id or password")
+        with self._lock:
+            if len(self._remembered) > 10_000:
+                self._remembered.clear()
+            self._remembered[key] = (partner.id, stored, now + self.remember_seconds)
+        return partner

@@ -1,0 +1,33 @@
+"""Load the JSON Schemas in the top-level schemas/ folder and validate documents against them."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from .errors import ConfigError
+
+SCHEMAS_DIR = Path(os.environ.get("EXCHANGE_SCHEMAS_DIR",
+                                  Path(__file__).resolve().parent.parent / "schemas"))
+
+
+@functools.cache
+def validator(name: str) -> Draft202012Validator:
+    path = SCHEMAS_DIR / f"{name}.schema.json"
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def validate(name: str, document: Any, where: str) -> None:
+    """Raise ConfigError naming the file and the first problem's location."""
+    errors = sorted(validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        location = "/".join(str(p) for p in first.absolute_path) or "(top level)"
+        raise ConfigError(f"{where}: {location}: {first.message}")

@@ -1,0 +1,41 @@
+"""Persistence behind one narrow protocol; backends translate their own driver errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ..model import Candidate, Outcome, Page, Query, Status
+
+
+class Store(Protocol):
+    """What the server needs from a backend. Every read is one index range scan."""
+
+    def open(self) -> None:
+        """Connect; called in each server process after it starts (never before a fork)."""
+
+    def close(self) -> None: ...
+
+    def query(self, query: Query, *, with_body: bool) -> Page:
+        """Entries matching `query`, oldest date_added first, at most `query.limit`."""
+
+    def write(self, collection: str, candidates: Sequence[Candidate], status_id: str,
+              finish: Callable[[list[Outcome]], Status]) -> Status | None:
+        """Store candidates and the final status `finish` makes of their outcomes, atomically.
+
+        Returns None when the request was already complete (another process did it)."""
+
+    def delete(self, collection: str, object_id: str, versions: tuple[str, ...],
+               spec_versions: tuple[str, ...]) -> int:
+        """Delete the matching versions of one object; return how many went."""
+
+    def save_status(self, status: Status, request: bytes | None) -> None:
+        """Durably record a status; with `request`, the accepted body waiting to be processed."""
+
+    def get_status(self, api_root: str, status_id: str) -> Status | None: ...
+
+    def claim_pending(self, lease_seconds: float, status_id: str | None = None) -> list[str]:
+        """Take the lease on pending requests (one, or all unleased) and return their ids."""
+
+    def pending_request(self, status_id: str) -> tuple[Status, bytes] | None:
+        """A pending status with its stored request body."""

@@ -1,0 +1,133 @@
+"""Shared fixtures: settings in a temporary folder, partners with real credentials, and a real
+server (uvicorn) on a free loopback port."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+import yaml
+
+from exchange.app import create_app
+from exchange.config import Settings, load_settings
+from exchange.policy import partners
+from exchange.store.sqlite import SQLiteStore
+
+API_ROOT = "api1"
+OPEN = "11111111-1111-4111-8111-111111111111"      # alice reads and writes
+READONLY = "22222222-2222-4222-8222-222222222222"  # alice and bob read, nobody writes
+HIDDEN = "33333333-3333-4333-8333-333333333333"    # only carol
+COLLECTIONS = [
+    {"id": OPEN, "api_root": API_ROOT, "alias": "open", "title": "Open",
+     "read": ["group:rw"], "write": ["group:rw"]},
+    {"id": READONLY, "api_root": API_ROOT, "alias": "readonly", "title": "Read only",
+     "read": ["group:rw", "group:ro"], "write": []},
+    {"id": HIDDEN, "api_root": API_ROOT, "alias": "hidden", "title": "Hidden",
+     "read": ["partner:carol"], "write": ["partner:carol"]},
+]
+PARTNERS = [("alice", ("rw",)), ("bob", ("ro",)), ("carol", ())]
+
+
+@dataclass
+class Env:
+    settings: Settings
+    credentials: dict[str, partners.Credentials]
+
+    def basic(self, partner: str) -> tuple[str, str]:
+        return partner, self.credentials[partner].password
+
+    def bearer(self, partner: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credentials[partner].token}"}
+
+
+def write_env(directory: Path, *, max_content_length: int = 1024 * 1024,
+              max_page_size: int = 5000, default_page_size: int = 1000) -> Env:
+    collections = directory / "collections"
+    collections.mkdir(parents=True, exist_ok=True)
+    for item in COLLECTIONS:
+        (collections / f"{item['alias']}.yaml").write_text(yaml.safe_dump(item))
+    config = directory / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "store_path": "store.sqlite3", "partners_file": "partners.yaml",
+        "collections_dir": "collections", "default_api_root": API_ROOT,
+        "post_wait_seconds": 5,
+        "api_roots": {API_ROOT: {"title": "Test root", "max_content_length": max_content_length,
+                                 "max_page_size": max_page_size,
+                                 "default_page_size": default_page_size}},
+    }))
+    settings = load_settings(config, environ={})
+    credentials = {pid: partners.add(settings.partners_file, pid, pid.title(), groups)
+                   for pid, groups in PARTNERS}
+    return Env(settings, credentials)
+
+
+@pytest.fixture(scope="session")
+def env_template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Env]:
+    """Partners are hashed with argon2 once per session; each test copies the files."""
+    directory = tmp_path_factory.mktemp("template")
+    return directory, write_env(directory)
+
+
+@pytest.fixture
+def env(tmp_path: Path, env_template: tuple[Path, Env]) -> Env:
+    """Settings, collections and partners in a fresh folder of the test's own."""
+    template, template_env = env_template
+    shutil.copytree(template, tmp_path / "env")
+    settings = load_settings(tmp_path / "env" / "config.yaml", environ={})
+    return Env(settings, template_env.credentials)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str  # ends with '/', e.g. http://127.0.0.1:PORT/
+    env: Env
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def root(self) -> str:
+        return f"{self.url}{API_ROOT}/"
+
+    def collection(self, key: str = OPEN) -> str:
+        return f"{self.root}collections/{key}/"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def start_server(env: Env) -> LiveServer:
+    app = create_app(env.settings, SQLiteStore(env.settings.store_path))
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    return LiveServer(f"http://127.0.0.1:{port}/", env, server, thread)
+
+
+@pytest.fixture
+def live(env: Env) -> Iterator[LiveServer]:
+    """A real server on loopback over a fresh store, with partners alice, bob and carol."""
+    server = start_server(env)
+    yield server
+    server.stop()
