@@ -72,6 +72,8 @@ def _detail(obj: Any, message: str) -> dict[str, Any]:
 class Ingest:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Requests accepted by this process, already checked: process() need not parse again.
+        self._checked: dict[str, Checked] = {}
 
     def accept(self, *, api_root: str, collection: str, partner: str, body: bytes) -> Status:
         """Check a push and record it durably; raise Invalid/Unprocessable for a bad body."""
@@ -86,7 +88,13 @@ class Ingest:
         if not checked.candidates:
             status.status = COMPLETE
         self.store.save_status(status, None if not checked.candidates else body)
+        if checked.candidates:
+            self._checked[status.id] = checked
         return status
+
+    def forget(self, status_id: str) -> None:
+        """Drop the checked copy of a request another process took over."""
+        self._checked.pop(status_id, None)
 
     def process(self, status_id: str) -> Status | None:
         """Store the objects of one accepted request and complete its status."""
@@ -94,7 +102,7 @@ class Ingest:
         if pending is None:
             return None
         status, body = pending
-        checked = check_objects(parse_request(body))
+        checked = self._checked.pop(status_id, None) or check_objects(parse_request(body))
 
         def finish(outcomes: list[Outcome]) -> Status:
             status.pendings = []
@@ -162,6 +170,7 @@ class Worker:
                 if store.claim_pending(self.lease_seconds, status_id):
                     self._process(status_id, future)
                 else:
+                    self.ingest.forget(status_id)
                     future.set_result(None)
         finally:
             store.close()

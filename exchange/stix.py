@@ -7,6 +7,7 @@ passes here also passes stix2-validator for the object kinds we produce.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12
 _TYPE_RE = re.compile(r"^(?!-)(?!.*--)[a-z0-9-]{3,250}(?<!-)$")
 IDENTIFIER_RE = re.compile(rf"^([a-z0-9-]{{3,250}})--{_UUID}$")
 _PROPERTY_RE = re.compile(r"^[a-z0-9_]{2,250}$")
-_TIMESTAMP_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?Z$")
+_TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.(\d+))?Z$")
 
 SDO_TYPES = frozenset(
     "attack-pattern campaign course-of-action grouping identity incident indicator "
@@ -91,19 +92,32 @@ class ObjectFacts:
 
 def parse_timestamp(value: Any, name: str = "timestamp") -> tuple[datetime, str]:
     """Parse a STIX timestamp; return (UTC datetime truncated to microseconds, raw fraction)."""
-    match = _TIMESTAMP_RE.match(value) if isinstance(value, str) else None
-    if match is None:
+    if not isinstance(value, str) or _checked_fraction(value) is None:
+        if isinstance(value, str) and _TIMESTAMP_RE.match(value):
+            raise Invalid(f"{name} {value!r} is not a real date and time")
         raise Invalid(f"{name} must be an RFC 3339 UTC timestamp like 2024-01-31T12:00:00.000Z")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    fraction = match.group(7) or ""
+    fraction = _checked_fraction(value) or ""
+    moment = datetime.fromisoformat(value[:19]).replace(tzinfo=UTC)
+    return moment + timedelta(microseconds=int((fraction + "000000")[:6])), fraction
+
+
+@functools.lru_cache(maxsize=8192)
+def _checked_fraction(value: str) -> str | None:
+    """The fraction digits of a valid timestamp ('' when none); None when invalid.
+
+    Cached: a push repeats the same few timestamps across thousands of objects.
+    """
+    match = _TIMESTAMP_RE.match(value)
+    if match is None:
+        return None
     try:
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError as exc:
-        raise Invalid(f"{name} {value!r} is not a real date and time: {exc}") from None
-    micro = int((fraction + "000000")[:6])
-    return moment + timedelta(microseconds=micro), fraction
+        datetime.fromisoformat(value[:19])
+    except ValueError:
+        return None
+    return match.group(1) or ""
 
 
+@functools.lru_cache(maxsize=8192)
 def version_key(value: str) -> str:
     """A string that sorts like the timestamp it encodes, equal for equal instants.
 
@@ -198,10 +212,11 @@ def _check_properties(obj: dict[str, Any], obj_type: str) -> str | None:
 
 
 def _timestamp(value: Any, name: str) -> None:
-    try:
-        parse_timestamp(value, repr(name))
-    except Invalid as exc:
-        raise InvalidObject(exc.description) from None
+    if not isinstance(value, str) or _checked_fraction(value) is None:
+        try:
+            parse_timestamp(value, repr(name))
+        except Invalid as exc:
+            raise InvalidObject(exc.description) from None
 
 
 def _identifier(value: Any, name: str) -> None:
