@@ -222,7 +222,8 @@ class SQLiteStore:
 
 
 def _select(query: Query, columns: str) -> tuple[str, list[Any]]:
-    """One read as SQL: an index range scan in date_added order, LIMIT page size + 1.
+    """One read as SQL: an index range scan in date_added order. The caller binds the last
+    parameter, LIMIT (page size + 1).
 
     A list of ids is looked up on the (coll, id, ...) index; a list of types is one range scan
     per type on (coll, type, added), merged, so a page never sorts more than types x limit rows.
@@ -234,7 +235,11 @@ def _select(query: Query, columns: str) -> tuple[str, list[Any]]:
     if query.ids:
         sql = f"SELECT {columns} FROM objects INDEXED BY objects_version WHERE {where} " \
               f"AND id IN ({_marks(query.ids)}) ORDER BY added LIMIT ?"
-        return sql, [*args, *query.ids, query.limit + 1]
+        return sql, [*args, *query.ids]
+    if len(query.types) == 1:
+        sql = f"SELECT {columns} FROM objects INDEXED BY objects_type WHERE {where} " \
+              "AND type = ? ORDER BY added LIMIT ?"
+        return sql, [*args, query.types[0]]
     if query.types:
         scans, scan_args = [], []
         for kind in query.types:
@@ -242,27 +247,8 @@ def _select(query: Query, columns: str) -> tuple[str, list[Any]]:
                          f"objects_type WHERE {where} AND type = ? ORDER BY added LIMIT ?)")
             scan_args += [*args, kind, query.limit + 1]
         sql = f"SELECT {columns} FROM ({' UNION ALL '.join(scans)}) ORDER BY k LIMIT ?"
-        return sql, [*scan_args, query.limit + 1]
-    return f"SELECT {columns} FROM objects WHERE {where} ORDER BY added LIMIT ?", \
-        [*args, query.limit + 1]
-
-
-def _select(query: Query, columns: str) -> tuple[str, list[Any]]:
-    """The SELECT of a read (its LIMIT is the last, unbound parameter)."""
-    where, args = _where(query.collection, query.versions, query.spec_versions)
-    # Reads by id seek the (coll, id) index: ordering a few versions beats walking the
-    # collection in date_added order, which the planner would otherwise pick.
-    source = "objects INDEXED BY objects_version" if query.ids else "objects"
-    if query.ids:
-        where += f" AND id IN ({_marks(query.ids)})"
-        args.extend(query.ids)
-    if query.types:
-        where += f" AND type IN ({_marks(query.types)})"
-        args.extend(query.types)
-    if query.after is not None:
-        where += " AND added > ?"
-        args.append(query.after)
-    return f"SELECT {columns} FROM {source} WHERE {where} ORDER BY added LIMIT ?", args
+        return sql, scan_args
+    return f"SELECT {columns} FROM objects WHERE {where} ORDER BY added LIMIT ?", args
 
 
 def _where(collection: str, versions: tuple[str, ...],
