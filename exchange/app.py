@@ -10,7 +10,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .collections import load_collections
 from .config import Settings
@@ -53,8 +54,11 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         titles = {404: "Not found", 405: "Method not allowed"}
+        headers = None
+        if exc.status_code == 405:  # RFC 9110: name every method the URL takes
+            headers = {"Allow": ", ".join(_allowed_methods(app, request.scope))}
         return responses.error(exc.status_code, titles.get(exc.status_code, "Error"),
-                               str(exc.detail))
+                               str(exc.detail), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -62,12 +66,57 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
+        # Only for errors outside ServerError below: Starlette re-raises after this answer.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return responses.error(500, "Internal server error",
-                               "the server failed; the request can be retried")
+        return _failure()
 
     app.add_middleware(TrailingSlash)
+    app.add_middleware(ServerError)
     return app
+
+
+def _failure() -> Response:
+    return responses.error(500, "Internal server error",
+                           "the server failed; the request can be retried")
+
+
+def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods of every route on this path (one route per method: see views.install)."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        if isinstance(route, Route) and route.matches(scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
+
+
+class ServerError:
+    """An unhandled error answers a TAXII 500, is logged once, and the connection stays open.
+
+    Starlette's own 500 handler re-raises after answering, so uvicorn logs the error again and
+    drops the keep-alive connection: the client's next request on it fails as well.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            if started:  # half an answer is out: only dropping the connection can tell
+                raise
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            await _failure()(scope, receive, send)
 
 
 class TrailingSlash:

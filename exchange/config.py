@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -95,7 +96,11 @@ def load_settings(path: str | Path | None = None,
             except ValueError:
                 raise ConfigError(f"EXCHANGE_{key.upper()}={raw!r} is not a {kind.__name__}") \
                     from None
-    validate("config", merged, "settings")
+    # Defaults and the file were valid on their own, so a problem now is in the environment.
+    validate("config", merged, "EXCHANGE_* environment variables")
+    if not math.isfinite(merged["post_wait_seconds"]):  # the schema lets NaN through
+        raise ConfigError("post_wait_seconds must be a number of seconds from 0 to 60, "
+                          f"not {merged['post_wait_seconds']}")
     roots = tuple(ApiRootSettings(name=name, **values)
                   for name, values in merged["api_roots"].items())
     for root in roots:

@@ -38,7 +38,7 @@ class Authenticator:
         self._lock = threading.Lock()
         self._partners: dict[str, Partner] = {}
         self._by_token: dict[str, Partner] = {}
-        self._mtime: float | None = None
+        self._stamp: tuple[int, int, int] | None = None  # (mtime_ns, inode, size) last loaded
         self._checked = 0.0
         self._remembered: dict[bytes, tuple[str, str, float]] = {}
         self._reload()
@@ -47,16 +47,19 @@ class Authenticator:
         """Re-read the partners file when it changed (checked at most once per interval)."""
         now = time.monotonic()
         self._checked = now
+        # Not the mtime alone: it can stay the same across a change (coarse file system
+        # timestamps, a copy that keeps it), while `partners` always writes a new inode.
         try:
-            mtime: float | None = os.stat(self.path).st_mtime_ns / 1e9
+            info = os.stat(self.path)
+            stamp: tuple[int, int, int] | None = (info.st_mtime_ns, info.st_ino, info.st_size)
         except FileNotFoundError:
-            mtime = None
-        if mtime == self._mtime and self._mtime is not None:
+            stamp = None
+        if stamp == self._stamp and self._stamp is not None:
             return
         loaded = partners_file.load(self.path)
         by_token = {d: p for p in loaded.values() for d in p.token_digests}
         with self._lock:
-            self._partners, self._by_token, self._mtime = loaded, by_token, mtime
+            self._partners, self._by_token, self._stamp = loaded, by_token, stamp
 
     def partner(self, partner_id: str) -> Partner | None:
         return self._partners.get(partner_id)

@@ -233,9 +233,14 @@ def _select(query: Query, columns: str) -> tuple[str, list[Any]]:
         where += " AND added > ?"
         args.append(query.after)
     if query.ids:
+        where += f" AND id IN ({_marks(query.ids)})"
+        args.extend(query.ids)
+        if query.types:  # match[id] and match[type] together: both must hold
+            where += f" AND type IN ({_marks(query.types)})"
+            args.extend(query.types)
         sql = f"SELECT {columns} FROM objects INDEXED BY objects_version WHERE {where} " \
-              f"AND id IN ({_marks(query.ids)}) ORDER BY added LIMIT ?"
-        return sql, [*args, *query.ids]
+              "ORDER BY added LIMIT ?"
+        return sql, args
     if len(query.types) == 1:
         sql = f"SELECT {columns} FROM objects INDEXED BY objects_type WHERE {where} " \
               "AND type = ? ORDER BY added LIMIT ?"

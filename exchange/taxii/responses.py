@@ -34,12 +34,14 @@ def raw(body: bytes, status_code: int = 200, headers: dict[str, str] | None = No
     return Response(body, status_code=status_code, headers=headers, media_type=TAXII_21)
 
 
-def error(status_code: int, title: str, description: str = "") -> Response:
+def error(status_code: int, title: str, description: str = "",
+          headers: dict[str, str] | None = None) -> Response:
     """The TAXII error message resource (section 3.6.1)."""
     document = {"title": title, "http_status": str(status_code)}
     if description:
         document["description"] = description
-    headers = {"WWW-Authenticate": CHALLENGE} if status_code == 401 else None
+    if status_code == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": CHALLENGE}
     return taxii(document, status_code, headers)
 
 

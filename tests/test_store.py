@@ -1,0 +1,539 @@
+"""One contract suite for the Store protocol, run against every backend.
+
+A backend is added by writing a factory that opens a store over fresh storage and returns a
+function opening further stores over the *same* storage (as a second server process would),
+then listing it in BACKENDS and in the `backend` fixture's params.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from exchange.model import (
+    ALL,
+    COMPLETE,
+    FIRST,
+    LAST,
+    Candidate,
+    Entry,
+    Outcome,
+    Query,
+    Status,
+)
+from exchange.stix import format_micros, now_micros, version_key
+from exchange.store import Store
+from exchange.store.sqlite import SQLiteStore
+
+Opener = Callable[[], Store]
+
+COLL = "11111111-1111-4111-8111-111111111111"
+OTHER = "22222222-2222-4222-8222-222222222222"
+ROOT = "api1"
+
+
+def _sqlite(tmp_path: Path) -> Opener:
+    path = tmp_path / "store" / "exchange.sqlite3"  # a real file, in a folder open() creates
+    return lambda: SQLiteStore(path)
+
+
+BACKENDS: dict[str, Callable[[Path], Opener]] = {"sqlite": _sqlite}
+
+
+@pytest.fixture(params=[pytest.param("sqlite", id="sqlite")])
+def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    """Opens (and at teardown closes) stores over one backend's fresh storage."""
+    factory = BACKENDS[request.param](tmp_path)
+    opened: list[Store] = []
+
+    def open_store() -> Store:
+        store = factory()
+        store.open()
+        opened.append(store)
+        return store
+
+    yield open_store
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(opener: Opener) -> Store:
+    return opener()
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+def sdo(uid: int, modified: str = "2024-01-01T00:00:00.000Z", kind: str = "indicator",
+        **extra: Any) -> dict[str, Any]:
+    return {"type": kind, "spec_version": "2.1", "id": f"{kind}--{uuid.UUID(int=uid)}",
+            "created": "2024-01-01T00:00:00.000Z", "modified": modified, **extra}
+
+
+def sco(value: str, **extra: Any) -> dict[str, Any]:
+    return {"type": "ipv4-addr", "spec_version": "2.1", "value": value,
+            "id": f"ipv4-addr--{uuid.uuid5(uuid.NAMESPACE_URL, value)}", **extra}
+
+
+def candidate(obj: dict[str, Any], body: bytes | None = None) -> Candidate:
+    """A candidate as ingest makes one; `body` may be any serialisation of `obj`."""
+    version = obj.get("modified", obj.get("created"))
+    return Candidate(id=obj["id"], type=obj["type"], spec_version=obj["spec_version"],
+                     version=version, body=body if body is not None else orjson.dumps(obj),
+                     canonical=orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+
+
+def write(store: Store, *objects: dict[str, Any] | Candidate, collection: str = COLL,
+          status_id: str | None = None) -> list[Outcome]:
+    """Write a batch the way Ingest.process does; return what the store did with each."""
+    seen: list[Outcome] = []
+
+    def finish(outcomes: list[Outcome]) -> Status:
+        seen.extend(outcomes)
+        return Status(id=sid, api_root=ROOT, collection=collection, partner="alice",
+                      request_timestamp=now_micros(), total_count=len(outcomes),
+                      status=COMPLETE,
+                      successes=[{"id": o.id, "version": o.version} for o in outcomes])
+
+    sid = status_id or str(uuid.uuid4())
+    batch = [o if isinstance(o, Candidate) else candidate(o) for o in objects]
+    assert store.write(collection, batch, sid, finish) is not None
+    return seen
+
+
+def read(store: Store, collection: str = COLL, *, limit: int = 1000,
+         **filters: Any) -> list[Entry]:
+    page = store.query(Query(collection=collection, limit=limit, **filters), with_body=True)
+    assert not page.more
+    return page.entries
+
+
+def versions_of(entries: list[Entry]) -> list[tuple[str, str]]:
+    return [(e.id, e.version) for e in entries]
+
+
+def pending(status_id: str | None = None, *, total: int = 1) -> Status:
+    return Status(id=status_id or str(uuid.uuid4()), api_root=ROOT, collection=COLL,
+                  partner="alice", request_timestamp=now_micros(), total_count=total,
+                  pendings=[{"id": "indicator--x", "version": ""}] * total)
+
+
+# -- objects -----------------------------------------------------------------------------
+
+def test_query_returns_the_stored_bytes_exactly(store: Store):
+    obj = sdo(1, name="Ünïcode – “quoted”", labels=["a", "b"])
+    # Not orjson's own serialisation: spaces, another key order, escaped non-ASCII.
+    body = ('{ "name": "\\u00dcn\\u00efcode \\u2013 \\u201cquoted\\u201d", "labels": ["a", "b"],'
+            f' "modified": "{obj["modified"]}", "created": "{obj["created"]}",'
+            f' "id": "{obj["id"]}", "spec_version": "2.1", "type": "indicator" }}').encode()
+    assert orjson.loads(body) == obj
+    [outcome] = write(store, candidate(obj, body))
+    assert outcome == Outcome(obj["id"], obj["modified"], stored=True)
+
+    [entry] = read(store)
+    assert entry.body == body
+    assert (entry.id, entry.version, entry.spec_version) == (obj["id"], obj["modified"], "2.1")
+    assert entry.media_type == "application/stix+json;version=2.1"
+    [bare] = store.query(Query(collection=COLL, limit=10), with_body=False).entries
+    assert bare == Entry(entry.id, entry.version, entry.date_added, "2.1", b"")
+
+
+def test_date_added_is_strictly_increasing_within_and_across_writes(opener: Opener):
+    store = opener()
+    before = now_micros()
+    write(store, *(sdo(i) for i in range(5)))
+    write(store, sdo(5))
+    write(store, sdo(100), collection=OTHER)
+    write(opener(), *(sdo(i) for i in range(6, 9)))  # another process, same storage
+    entries = read(store)
+    added = [e.date_added for e in entries]
+    assert [e.id for e in entries] == [sdo(i)["id"] for i in range(9)]
+    assert all(a < b for a, b in zip(added, added[1:], strict=False))
+    assert added[0] >= before  # date_added is the time the server stored it
+    assert added[-1] <= now_micros() + 1000  # one microsecond per object at most ahead
+
+
+def test_a_new_version_gets_a_later_date_added_than_everything_before(store: Store):
+    write(store, sdo(1), sdo(2))
+    write(store, sdo(1, "2024-02-01T00:00:00.000Z"))
+    entries = read(store, versions=(ALL,))
+    assert versions_of(entries) == [(sdo(1)["id"], "2024-01-01T00:00:00.000Z"),
+                                    (sdo(2)["id"], "2024-01-01T00:00:00.000Z"),
+                                    (sdo(1)["id"], "2024-02-01T00:00:00.000Z")]
+    assert [e.id for e in read(store)] == [sdo(2)["id"], sdo(1)["id"]]
+
+
+def test_collections_are_isolated(store: Store):
+    mine, theirs = sdo(1, name="mine"), sdo(1, name="theirs")  # same id and version
+    assert write(store, mine)[0].stored
+    assert write(store, theirs, collection=OTHER)[0] == \
+        Outcome(mine["id"], mine["modified"], stored=True)  # not a conflict elsewhere
+    write(store, sdo(2), collection=OTHER)
+    assert [orjson.loads(e.body) for e in read(store)] == [mine]
+    assert [orjson.loads(e.body) for e in read(store, OTHER)] == [theirs, sdo(2)]
+    assert store.delete(COLL, mine["id"], (ALL,), ()) == 1
+    assert read(store) == []
+    assert len(read(store, OTHER)) == 2
+    assert read(store, "33333333-3333-4333-8333-333333333333") == []
+
+
+V1, V2, V3 = "2024-01-01T00:00:00.000Z", "2024-02-01T00:00:00.000Z", "2024-03-01T00:00:00.000Z"
+
+
+@pytest.fixture
+def out_of_order(store: Store) -> Store:
+    """Object 1 in versions V2, V1, V3, added in that order; object 2 in V1 only."""
+    write(store, sdo(1, V2))
+    write(store, sdo(1, V1), sdo(2, V1))
+    write(store, sdo(1, V3))
+    return store
+
+
+ONE, TWO = sdo(1)["id"], sdo(2)["id"]
+
+
+@pytest.mark.parametrize(("versions", "expected"), [
+    pytest.param((LAST,), [(TWO, V1), (ONE, V3)], id="last"),
+    pytest.param((FIRST,), [(ONE, V1), (TWO, V1)], id="first"),
+    pytest.param((ALL,), [(ONE, V2), (ONE, V1), (TWO, V1), (ONE, V3)], id="all"),
+    pytest.param((version_key(V2),), [(ONE, V2)], id="explicit"),
+    pytest.param((version_key("2024-02-01T00:00:00Z"),), [(ONE, V2)], id="explicit-other-form"),
+    pytest.param((version_key(V1),), [(ONE, V1), (TWO, V1)], id="explicit-two-ids"),
+    pytest.param((FIRST, LAST), [(ONE, V1), (TWO, V1), (ONE, V3)], id="first,last"),
+    pytest.param((FIRST, version_key(V2)), [(ONE, V2), (ONE, V1), (TWO, V1)], id="first,V2"),
+    pytest.param((LAST, version_key(V2)), [(ONE, V2), (TWO, V1), (ONE, V3)], id="last,V2"),
+    pytest.param((LAST, ALL), [(ONE, V2), (ONE, V1), (TWO, V1), (ONE, V3)], id="last,all"),
+    pytest.param((version_key("2025-01-01T00:00:00Z"),), [], id="no-such-version"),
+])
+def test_version_selection_after_versions_arrive_out_of_order(out_of_order: Store, versions,
+                                                              expected):
+    entries = read(out_of_order, versions=versions)
+    assert versions_of(entries) == expected  # always in date_added order
+    for entry in entries:
+        assert orjson.loads(entry.body)["modified"] == entry.version
+
+
+def test_version_selection_combines_with_ids_and_types(out_of_order: Store):
+    write(out_of_order, sdo(3, V1, kind="malware", is_family=False))
+    malware = sdo(3, kind="malware")["id"]
+    assert versions_of(read(out_of_order, ids=(ONE,), versions=(FIRST,))) == [(ONE, V1)]
+    assert versions_of(read(out_of_order, ids=(ONE, malware))) == [(ONE, V3), (malware, V1)]
+    assert versions_of(read(out_of_order, ids=(ONE,), versions=(ALL,))) == \
+        [(ONE, V2), (ONE, V1), (ONE, V3)]
+    assert versions_of(read(out_of_order, types=("malware",))) == [(malware, V1)]
+    assert versions_of(read(out_of_order, types=("indicator",), versions=(FIRST,))) == \
+        [(ONE, V1), (TWO, V1)]
+    assert versions_of(read(out_of_order, types=("indicator", "malware"))) == \
+        [(TWO, V1), (ONE, V3), (malware, V1)]
+    assert read(out_of_order, types=("tool",)) == []
+    assert read(out_of_order, ids=(ONE,), types=("malware",)) == []
+
+
+def test_spec_version_filter(store: Store):
+    """The same version in two spec_versions: reads give the latest unless asked."""
+    old = {**sdo(1), "spec_version": "2.0"}
+    new = sdo(1, name="2.1 form")
+    only_old = {**sdo(2), "spec_version": "2.0"}
+    write(store, old, only_old)
+    write(store, new)
+    assert [(e.id, e.spec_version) for e in read(store)] == \
+        [(only_old["id"], "2.0"), (new["id"], "2.1")]
+    assert [orjson.loads(e.body) for e in read(store, spec_versions=("2.0",))] == [old, only_old]
+    assert [orjson.loads(e.body) for e in read(store, spec_versions=("2.1",))] == [new]
+    assert len(read(store, spec_versions=("2.0", "2.1"))) == 3
+    assert read(store, spec_versions=("2.2",)) == []
+    [entry] = read(store, spec_versions=("2.0",), ids=(only_old["id"],))
+    assert entry.media_type == "application/stix+json;version=2.0"
+
+
+def test_unversioned_object_gets_one_version_stamped_with_its_date_added(store: Store):
+    obj = sco("198.51.100.7")
+    [first] = write(store, obj)
+    assert first.stored and not first.conflict
+    [entry] = read(store)
+    assert entry.version == first.version == format_micros(entry.date_added)
+    assert read(store, versions=(version_key(first.version),)) == [entry]
+
+    # The same object again, even serialised differently: not stored again, same version.
+    reordered = candidate(obj, orjson.dumps(dict(reversed(list(obj.items())))))
+    assert write(store, reordered)[0] == Outcome(obj["id"], first.version, stored=False)
+    # Other content under the same id: refused, the stored one stays.
+    [changed] = write(store, {**obj, "x_note": "different"})
+    assert changed == Outcome(obj["id"], first.version, stored=False, conflict=True)
+    assert read(store, versions=(ALL,)) == [entry]
+
+
+def test_identical_repost_of_a_versioned_object_is_stored_once(store: Store):
+    obj = sdo(1, name="x")
+    assert write(store, obj)[0].stored
+    reordered = candidate(obj, orjson.dumps(dict(sorted(obj.items()))))
+    assert write(store, obj, reordered) == [Outcome(obj["id"], obj["modified"], stored=False)] * 2
+    # and within one batch
+    twice = write(store, sdo(2), sdo(2))
+    assert [o.stored for o in twice] == [True, False]
+    assert not any(o.conflict for o in twice)
+    assert versions_of(read(store, versions=(ALL,))) == [(obj["id"], obj["modified"]),
+                                                         (sdo(2)["id"], sdo(2)["modified"])]
+
+
+def test_same_id_and_version_with_other_content_is_a_conflict(store: Store):
+    original = sdo(1, name="original")
+    write(store, original)
+    [outcome] = write(store, sdo(1, name="forged"))
+    assert outcome == Outcome(original["id"], original["modified"], stored=False, conflict=True)
+    assert [orjson.loads(e.body) for e in read(store, versions=(ALL,))] == [original]
+    # A conflict does not stop the rest of the batch.
+    results = write(store, sdo(1, name="again"), sdo(2))
+    assert [(o.stored, o.conflict) for o in results] == [(False, True), (True, False)]
+
+
+def _pages(store: Store, limit: int, between: Callable[[int], None] | None = None
+           ) -> tuple[list[Entry], list[int]]:
+    seen: list[Entry] = []
+    sizes: list[int] = []
+    after = None
+    for number in range(100):
+        page = store.query(Query(collection=COLL, limit=limit, after=after), with_body=False)
+        seen.extend(page.entries)
+        sizes.append(len(page.entries))
+        if not page.more:
+            return seen, sizes
+        after = page.last_added
+        if between:
+            between(number)
+    raise AssertionError("paging did not end")
+
+
+def test_keyset_paging_gives_every_entry_once_oldest_first(store: Store):
+    write(store, *(sdo(i) for i in range(21)))
+    write(store, sdo(100), collection=OTHER)
+    seen, sizes = _pages(store, 7)
+    assert sizes == [7, 7, 7]
+    assert [e.id for e in seen] == [sdo(i)["id"] for i in range(21)]
+    seen, sizes = _pages(store, 8)
+    assert sizes == [8, 8, 5]
+    assert len({e.id for e in seen}) == 21
+    assert store.query(Query(collection=COLL, limit=5, after=seen[-1].date_added),
+                       with_body=False).entries == []
+
+
+def test_keyset_paging_stays_correct_when_entries_are_added_between_pages(store: Store):
+    write(store, *(sdo(i) for i in range(10)))
+
+    def meanwhile(page: int) -> None:
+        if page == 0:  # after the first page (objects 0-3): new objects, and new versions
+            # of one already seen (1) and one not yet seen (8)
+            write(store, sdo(20), sdo(1, V2), sdo(8, V2), sdo(21))
+        if page == 2:
+            write(store, sdo(22))
+
+    seen, _ = _pages(store, 4, meanwhile)
+    assert len(set(versions_of(seen))) == len(seen)  # no entry twice
+    dates = [e.date_added for e in seen]
+    assert dates == sorted(dates)
+    # Every object in its latest version; the one seen before its update, in both.
+    expected = {(sdo(i)["id"], V1) for i in range(10) if i != 8} | \
+        {(sdo(i)["id"], V1) for i in (20, 21, 22)} | {(sdo(1)["id"], V2), (sdo(8)["id"], V2)}
+    assert set(versions_of(seen)) == expected
+
+
+def test_delete_one_version_moves_the_last_flag(out_of_order: Store):
+    store = out_of_order
+    assert store.delete(COLL, ONE, (version_key(V3),), ()) == 1
+    assert versions_of(read(store, ids=(ONE,))) == [(ONE, V2)]
+    assert versions_of(read(store, ids=(ONE,), versions=(FIRST,))) == [(ONE, V1)]
+    assert store.delete(COLL, ONE, (FIRST,), ()) == 1
+    assert versions_of(read(store, ids=(ONE,), versions=(FIRST,))) == [(ONE, V2)]
+    assert versions_of(read(store, ids=(ONE,), versions=(LAST,))) == [(ONE, V2)]
+    assert store.delete(COLL, ONE, (version_key(V3),), ()) == 0  # already gone
+    assert versions_of(read(store)) == [(ONE, V2), (TWO, V1)]  # date_added order
+
+
+def test_delete_last_then_a_new_version_is_last_again(out_of_order: Store):
+    store = out_of_order
+    assert store.delete(COLL, ONE, (LAST,), ()) == 1
+    assert versions_of(read(store, ids=(ONE,))) == [(ONE, V2)]
+    write(store, sdo(1, V3, name="re-added"))
+    assert versions_of(read(store, ids=(ONE,))) == [(ONE, V3)]
+
+
+def test_delete_all_versions(out_of_order: Store):
+    store = out_of_order
+    assert store.delete(COLL, ONE, (ALL,), ()) == 3
+    assert read(store, ids=(ONE,), versions=(ALL,)) == []
+    assert versions_of(read(store)) == [(TWO, V1)]
+    assert store.delete(COLL, ONE, (ALL,), ()) == 0
+    assert store.delete(OTHER, TWO, (ALL,), ()) == 0  # not in that collection
+    # The id can be used afresh, with any content.
+    assert write(store, sdo(1, V1, name="new"))[0].stored
+
+
+def test_delete_an_unversioned_object(store: Store):
+    obj = sco("192.0.2.1")
+    write(store, obj)
+    assert store.delete(COLL, obj["id"], (ALL,), ()) == 1
+    assert read(store) == []
+    assert write(store, {**obj, "x_note": "now different"})[0].stored
+
+
+# -- statuses ----------------------------------------------------------------------------
+
+def test_status_round_trip(store: Store):
+    status = pending(total=3)
+    status.failures = [{"id": "indicator--y", "version": "", "message": "object 2: bad"}]
+    store.save_status(status, b'{"objects": []}')
+    assert store.get_status(ROOT, status.id) == status
+    assert store.get_status("other-root", status.id) is None
+    assert store.get_status(ROOT, str(uuid.uuid4())) is None
+
+
+def test_pending_request_returns_the_accepted_body(store: Store):
+    body = b'{"objects": [ {"weird": "spacing \\u00e9"} ]}'
+    status = pending()
+    store.save_status(status, body)
+    assert store.pending_request(status.id) == (status, body)
+    assert store.pending_request(str(uuid.uuid4())) is None
+    done = pending()
+    done.status = COMPLETE
+    store.save_status(done, None)
+    assert store.pending_request(done.id) is None
+
+
+def test_claim_takes_a_lease_until_it_expires(opener: Opener):
+    store, other = opener(), opener()
+    first, second = pending(), pending()
+    store.save_status(first, b"{}")
+    store.save_status(second, b"{}")
+    assert sorted(store.claim_pending(0.4)) == sorted([first.id, second.id])
+    assert store.claim_pending(0.4) == []
+    assert other.claim_pending(0.4) == []  # nor by another process
+    assert other.claim_pending(0.4, first.id) == []
+    time.sleep(0.5)
+    assert sorted(other.claim_pending(30)) == sorted([first.id, second.id])
+    assert store.claim_pending(30) == []
+
+
+def test_claim_one_request_by_id(store: Store):
+    first, second = pending(), pending()
+    store.save_status(first, b"{}")
+    store.save_status(second, b"{}")
+    assert store.claim_pending(30, second.id) == [second.id]
+    assert store.claim_pending(30, second.id) == []
+    assert store.claim_pending(30, str(uuid.uuid4())) == []
+    assert store.claim_pending(30) == [first.id]
+
+
+def test_complete_requests_are_never_claimed(store: Store):
+    status = pending()
+    store.save_status(status, b"{}")
+    assert write(store, sdo(1), status_id=status.id)[0].stored
+    assert store.claim_pending(30) == []
+    assert store.claim_pending(30, status.id) == []
+    saved = store.get_status(ROOT, status.id)
+    assert saved is not None and saved.status == COMPLETE
+
+
+def test_write_stores_objects_and_completes_the_status_together(store: Store):
+    status = pending(total=2)
+    store.save_status(status, b"{}")
+    store.claim_pending(30, status.id)
+    [one, two] = write(store, sdo(1), sdo(2), status_id=status.id)
+    saved = store.get_status(ROOT, status.id)
+    assert saved is not None and saved.status == COMPLETE
+    assert saved.successes == [{"id": one.id, "version": one.version},
+                               {"id": two.id, "version": two.version}]
+    assert saved.pendings == []
+    assert store.pending_request(status.id) is None
+    assert len(read(store)) == 2
+
+
+def test_write_on_a_complete_status_returns_none_and_stores_nothing(store: Store):
+    status = pending()
+    status.status = COMPLETE
+    store.save_status(status, None)
+    called = []
+
+    def finish(outcomes: list[Outcome]) -> Status:
+        called.append(outcomes)
+        return status
+
+    assert store.write(COLL, [candidate(sdo(1))], status.id, finish) is None
+    assert called == []
+    assert read(store, versions=(ALL,)) == []
+    # and a request completed once cannot be completed twice
+    sid = str(uuid.uuid4())
+    write(store, sdo(2), status_id=sid)
+    assert store.write(COLL, [candidate(sdo(3))], sid, finish) is None
+    assert [e.id for e in read(store)] == [sdo(2)["id"]]
+
+
+def test_a_failed_write_stores_nothing_and_leaves_the_request_pending(store: Store):
+    status = pending()
+    store.save_status(status, b"body")
+
+    def finish(outcomes: list[Outcome]) -> Status:
+        raise RuntimeError("crash before the commit")
+
+    with pytest.raises(RuntimeError):
+        store.write(COLL, [candidate(sdo(1))], status.id, finish)
+    assert read(store, versions=(ALL,)) == []
+    assert store.pending_request(status.id) == (status, b"body")
+    assert write(store, sdo(1), status_id=status.id)[0].stored  # a retry works
+
+
+# -- SQLite: every read is an index range scan --------------------------------------------
+
+def _assert_index_scan(plan: str) -> None:
+    assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+    for line in plan.splitlines():
+        assert not (line.startswith("SCAN objects") and "INDEX" not in line), plan
+    assert "USE TEMP B-TREE FOR ORDER BY" not in plan, plan
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param(Query(collection=COLL, limit=1000), id="default"),
+    pytest.param(Query(collection=COLL, limit=1000, after=now_micros()), id="default-next-page"),
+    pytest.param(Query(collection=COLL, limit=50, types=("indicator",)), id="one-type"),
+    pytest.param(Query(collection=COLL, limit=50, types=("indicator",), after=1), id="type-page"),
+    pytest.param(Query(collection=COLL, limit=1000, versions=(FIRST,)), id="first"),
+    pytest.param(Query(collection=COLL, limit=1000, versions=(ALL,)), id="all"),
+])
+def test_sqlite_reads_are_index_range_scans(tmp_path: Path, query: Query):
+    store = SQLiteStore(tmp_path / "plan.sqlite3")
+    store.open()
+    try:
+        write(store, *(sdo(i) for i in range(50)), sdo(1, V2),
+              *(sdo(i, kind="malware", is_family=True) for i in range(50)))
+        _assert_index_scan(store.explain(query))
+    finally:
+        store.close()
+
+
+def test_sqlite_read_by_id_seeks_the_id_index(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "plan.sqlite3")
+    store.open()
+    try:
+        write(store, *(sdo(i) for i in range(50)))
+        plan = store.explain(Query(collection=COLL, limit=1000, ids=(ONE,)))
+        assert "USING INDEX objects_version (coll=? AND id=?)" in plan, plan
+        assert "SCAN objects" not in plan, plan
+    finally:
+        store.close()
+
+
+def test_everything_survives_reopening_the_store(opener: Opener):
+    store = opener()
+    status = pending()
+    store.save_status(status, b"{}")
+    write(store, sdo(1))
+    store.close()
+    again = opener()
+    assert versions_of(read(again)) == [(ONE, V1)]
+    assert again.pending_request(status.id) == (status, b"{}")
+    assert again.get_status(ROOT, status.id) == status
