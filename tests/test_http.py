@@ -1017,3 +1017,22 @@ def test_deleted_version_can_be_pushed_again(live: LiveServer):
         status = push(client, OPN + "objects/", [IND_V2], alice(live))
         assert (status["success_count"], status["failure_count"]) == (1, 0)
         assert get(client, OPN + f"objects/{IND}/", alice(live)).json()["objects"] == [IND_V2]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        pytest.param({"next": base64.urlsafe_b64encode(b"v1:99999999999999999999").decode()},
+                     id="next beyond 64 bits -> 400"),
+        pytest.param({"match[type]": ",".join(f"x-type-{n}" for n in range(101))},
+                     id="101 types -> 400"),
+        pytest.param({"match[id]": ",".join(f"indicator--{uuid.uuid4()}" for _ in range(101))},
+                     id="101 ids -> 400"),
+    ],
+)
+def test_oversized_filters_are_client_errors(live: LiveServer, query: dict[str, str]):
+    with httpx.Client(headers={"Accept": TAXII, **live.env.bearer("alice")}) as client:
+        answer = client.get(live.collection() + "objects/", params=query)
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == TAXII
+    assert answer.json()["http_status"] == "400"

@@ -21,8 +21,9 @@ def encode(date_added: int) -> str:
 def decode(token: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        if raw.startswith(_PREFIX) and raw[len(_PREFIX):].isdigit():
-            return int(raw[len(_PREFIX):])
+        digits = raw[len(_PREFIX):]
+        if raw.startswith(_PREFIX) and digits.isdigit() and len(digits) <= 18:
+            return int(digits)  # at most 18 digits: always fits the stores' 64-bit integers
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise Invalid("'next' is not a token this server issued")

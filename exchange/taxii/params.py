@@ -21,12 +21,19 @@ OBJECT = frozenset({"version", "spec_version"})
 VERSIONS = frozenset({"spec_version"})
 
 
+# A filter list is served by one index scan per value: bound the work one request can ask for.
+MAX_VALUES = 100
+
+
 def _values(params: QueryParams, name: str) -> tuple[str, ...]:
     """Comma-separated values; a repeated parameter adds to the list."""
     values = [v.strip() for raw in params.getlist(name) for v in raw.split(",")]
     if any(not v for v in values):
         raise Invalid(f"{name} has an empty value")
-    return tuple(dict.fromkeys(values))
+    unique = tuple(dict.fromkeys(values))
+    if len(unique) > MAX_VALUES:
+        raise Invalid(f"{name} lists {len(unique)} values; at most {MAX_VALUES} per request")
+    return unique
 
 
 def limit(params: QueryParams, root: ApiRootSettings) -> int:

@@ -47,10 +47,11 @@ def api_root(request: Request, root: str) -> Response:
     """4.2 Get API Root Information: GET /{api-root}/."""
     _partner(request)
     info = _context(request).root(root)
-    return responses.taxii({
-        "title": info.title, "description": info.description,
-        "versions": [responses.TAXII_21], "max_content_length": info.max_content_length,
-    })
+    document: dict[str, Any] = {"title": info.title, "versions": [responses.TAXII_21],
+                                "max_content_length": info.max_content_length}
+    if info.description:
+        document["description"] = info.description
+    return responses.taxii(document)
 
 
 def get_status(request: Request, root: str, status_id: str) -> Response:

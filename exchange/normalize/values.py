@@ -1,0 +1,173 @@
+"""Value normalisation and deterministic identifiers, shared by every parser.
+
+Values are normalised before any id is built from them (stix2 does not: `Example.com` and
+`example.com` would become two objects). Every function raises `BadValue` with a short reason
+that ends up in the rejects file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+# STIX 2.1 section 2.9: the namespace of deterministic ids for cyber observables.
+SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")
+# This project's namespace for SDO, SRO and report ids over a natural key.
+PROJECT_NAMESPACE = uuid.UUID("f2ec323f-787b-4dae-8615-fae3353b420f")
+
+# STIX 2.1 id-contributing properties (section 6, per SCO type) for the types we build.
+ID_CONTRIBUTING: dict[str, tuple[str, ...]] = {
+    "autonomous-system": ("number",),
+    "domain-name": ("value",),
+    "email-addr": ("value",),
+    "file": ("hashes", "name", "extensions", "parent_directory_ref"),
+    "ipv4-addr": ("value",),
+    "ipv6-addr": ("value",),
+    "mac-addr": ("value",),
+    "network-traffic": ("start", "end", "src_ref", "dst_ref", "src_port", "dst_port",
+                        "protocols", "extensions"),
+    "url": ("value",),
+}
+# STIX 2.1 section 2.9: the hash chosen when `hashes` contributes to an id, in this order.
+_HASH_PREFERENCE = ("MD5", "SHA-1", "SHA-256", "SHA-512")
+
+_HEX = re.compile(r"^[0-9a-f]+$")
+_HASH_LENGTHS = {"MD5": 32, "SHA-1": 40, "SHA-256": 64, "SHA-512": 128}
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+class BadValue(ValueError):
+    """A value that cannot be normalised; its message is the reject reason."""
+
+
+def canonical_json(value: Any) -> str:
+    """JSON in the canonical form STIX 2.1 uses for ids (RFC 8785 for these value kinds)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sco_id(obj_type: str, properties: dict[str, Any]) -> str:
+    """The deterministic id of a cyber observable (STIX 2.1 section 2.9)."""
+    contributing: dict[str, Any] = {}
+    for name in ID_CONTRIBUTING[obj_type]:
+        if name not in properties:
+            continue
+        value = properties[name]
+        if name == "hashes":
+            chosen = next((k for k in _HASH_PREFERENCE if k in value), None)
+            if chosen is None:
+                chosen = sorted(value)[0]
+            value = {chosen: value[chosen]}
+        contributing[name] = value
+    if not contributing:
+        raise BadValue(f"{obj_type} has none of its id-contributing properties")
+    return f"{obj_type}--{uuid.uuid5(SCO_NAMESPACE, canonical_json(contributing))}"
+
+
+def sco(obj_type: str, **properties: Any) -> dict[str, Any]:
+    """A cyber observable with its deterministic id."""
+    return {"type": obj_type, "spec_version": "2.1", "id": sco_id(obj_type, properties),
+            **properties}
+
+
+def sdo_id(obj_type: str, *natural_key: str) -> str:
+    """A UUIDv5 id in the project namespace over the object's natural key."""
+    name = "\x1f".join((obj_type, *natural_key))
+    return f"{obj_type}--{uuid.uuid5(PROJECT_NAMESPACE, name)}"
+
+
+def ip_address(text: str) -> tuple[str, str]:
+    """(STIX type, canonical value) of an IPv4 or IPv6 address: `999.1.1.1` is refused."""
+    try:
+        address = ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise BadValue(f"not an IP address: {text[:80]!r}") from None
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return "ipv4-addr", str(mapped)
+        return "ipv6-addr", address.compressed
+    return "ipv4-addr", str(address)
+
+
+def domain(text: str) -> str:
+    """A domain name in lower case, internationalised labels in IDNA (punycode) form."""
+    name = text.strip().rstrip(".")
+    if not name:
+        raise BadValue("empty domain name")
+    try:
+        ascii_name = name.encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise BadValue(f"not a valid domain name: {text[:80]!r}") from None
+    labels = ascii_name.split(".")
+    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
+        raise BadValue(f"not a valid domain name: {text[:80]!r}")
+    return ascii_name
+
+
+def url(text: str) -> str:
+    """A URL with its scheme and host normalised (lower case, IDNA, bracketed IPv6)."""
+    value = text.strip()
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise BadValue(f"not a valid URL: {text[:80]!r}") from None
+    scheme = parts.scheme.lower()
+    if not scheme or not parts.hostname:
+        raise BadValue(f"not an absolute URL with a host: {text[:80]!r}")
+    host = parts.hostname
+    try:
+        kind, address = ip_address(host)
+        host = f"[{address}]" if kind == "ipv6-addr" else address
+    except BadValue:
+        host = domain(host)
+    default_port = {"http": 80, "https": 443, "ftp": 21}.get(scheme)
+    netloc = host if port is None or port == default_port else f"{host}:{port}"
+    if parts.username or parts.password:
+        netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, parts.fragment))
+
+
+def hash_value(algorithm: str, text: str) -> str:
+    """A hex digest in lower case, checked for its algorithm's length."""
+    value = text.strip().lower()
+    expected = _HASH_LENGTHS.get(algorithm)
+    if not _HEX.match(value) or (expected is not None and len(value) != expected):
+        raise BadValue(f"not a {algorithm} digest: {text[:80]!r}")
+    return value
+
+
+def port(text: str) -> int:
+    try:
+        number = int(text.strip())
+    except ValueError:
+        raise BadValue(f"not a port number: {text[:80]!r}") from None
+    if not 0 <= number <= 65535:
+        raise BadValue(f"port out of range: {number}")
+    return number
+
+
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f",
+                 "%Y-%m-%dT%H:%M:%S.%f")
+
+
+def timestamp(text: str) -> str:
+    """A source time (UTC; `2024-01-31 12:00:00`, ISO 8601 with Z or +00:00) as a STIX
+    timestamp with millisecond precision."""
+    value = text.strip()
+    if value.endswith("Z"):
+        value = value[:-1]
+    elif value.endswith("+00:00") or value.endswith("+0000"):
+        value = value.rsplit("+", 1)[0]
+    for form in _TIME_FORMATS:
+        try:
+            moment = datetime.strptime(value, form).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    raise BadValue(f"not a UTC date and time: {text[:80]!r}")
