@@ -33,7 +33,8 @@ def load_collections(settings: Settings) -> dict[str, CollectionDef]:
     roots = {r.name for r in settings.api_roots}
     found: dict[str, CollectionDef] = {}
     aliases: set[tuple[str, str]] = set()
-    for path in sorted(directory.glob("*.yaml")):
+    files = [*directory.glob("*.yaml"), *directory.glob("*.yml")]
+    for path in sorted(files):
         try:
             document = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:

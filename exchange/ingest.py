@@ -131,7 +131,7 @@ class Worker:
     same one at once; a request left pending by a crash is picked up when its lease runs out.
     """
 
-    def __init__(self, ingest: Ingest, *, lease_seconds: float = 15.0,
+    def __init__(self, ingest: Ingest, *, lease_seconds: float = 5.0,
                  sweep_seconds: float = 1.0) -> None:
         self.ingest = ingest
         self.lease_seconds = lease_seconds

@@ -455,7 +455,7 @@ def test_server_killed_right_after_202_completes_the_push_after_restart(env: Env
             assert len(manifest.get("objects", [])) in (0, 400)  # never half a push
             return complete()
 
-        # A request the killed process had claimed waits for its lease (15 s) to run out.
+        # A request the killed process had claimed waits for its lease (5 s) to run out.
         final = wait_for(all_or_nothing, 30, "the status to complete after the restart")
         assert (final["success_count"], final["failure_count"], final["pending_count"]) == \
             (400, 0, 0)

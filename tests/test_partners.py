@@ -339,3 +339,12 @@ def test_a_malformed_partners_file_is_a_config_error_naming_the_file(tmp_path: P
         Authenticator(path)
     code, _, err = run(capsys, "partners", "--file", str(path), "list")
     assert code == 2 and str(path) in err
+
+
+def test_a_broken_partners_file_while_serving_keeps_the_last_good_partners(
+        auth: Authenticator, file: Path, creds, caplog):
+    file.write_text("partners: [this is not a partner]\n")
+    os.utime(file, ns=(1, 1))
+    partner = auth.authenticate(bearer(creds["acme"].token))
+    assert partner.id == "acme"
+    assert "keeping the partners loaded before" in caplog.text

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 import threading
@@ -20,9 +21,11 @@ from pathlib import Path
 
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..errors import Unauthenticated
+from ..errors import ConfigError, Unauthenticated
 from . import partners as partners_file
 from .partners import Partner, hasher, token_digest
+
+log = logging.getLogger(__name__)
 
 # Verified against when the partner id is unknown, so timing does not reveal which ids exist.
 _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
@@ -56,7 +59,16 @@ class Authenticator:
             stamp = None
         if stamp == self._stamp and self._stamp is not None:
             return
-        loaded = partners_file.load(self.path)
+        try:
+            loaded = partners_file.load(self.path)
+        except ConfigError:
+            if self._stamp is None and not self._partners:
+                raise  # at start: refuse to serve on a broken file
+            # While serving: keep the last good partners rather than fail every request.
+            log.exception("partners file %s is invalid; keeping the partners loaded before",
+                          self.path)
+            self._stamp = stamp
+            return
         by_token = {d: p for p in loaded.values() for d in p.token_digests}
         with self._lock:
             self._partners, self._by_token, self._stamp = loaded, by_token, stamp

@@ -179,7 +179,8 @@ class SQLiteStore:
 
     def delete(self, collection: str, object_id: str, versions: tuple[str, ...],
                spec_versions: tuple[str, ...]) -> int:
-        where, args = _where(collection, versions, spec_versions)
+        # Without match[spec_version], a delete takes every spec version of what it matches.
+        where, args = _where(collection, versions, spec_versions, every_spec=True)
         with self._write() as conn:
             gone = conn.execute(f"DELETE FROM objects WHERE {where} AND id = ?",
                                 (*args, object_id)).rowcount
@@ -256,8 +257,8 @@ def _select(query: Query, columns: str) -> tuple[str, list[Any]]:
     return f"SELECT {columns} FROM objects WHERE {where} ORDER BY added LIMIT ?", args
 
 
-def _where(collection: str, versions: tuple[str, ...],
-           spec_versions: tuple[str, ...]) -> tuple[str, list[Any]]:
+def _where(collection: str, versions: tuple[str, ...], spec_versions: tuple[str, ...],
+           every_spec: bool = False) -> tuple[str, list[Any]]:
     """The collection, version and spec_version terms shared by reads and deletes."""
     where, args = "coll = ?", [collection]
     if ALL not in versions:
@@ -270,7 +271,7 @@ def _where(collection: str, versions: tuple[str, ...],
     if spec_versions:
         where += f" AND spec IN ({_marks(spec_versions)})"
         args.extend(spec_versions)
-    else:
+    elif not every_spec:
         where += " AND spec_latest = 1"
     return where, args
 
