@@ -1,4 +1,4 @@
-"""The `taxii-exchange` command: serve, demo, partners."""
+"""The `taxii-exchange` command: serve, demo, partners, ingest, formats."""
 
 from __future__ import annotations
 
@@ -45,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("id")
     remove = actions.add_parser("remove", help="remove a partner")
     remove.add_argument("id")
+
+    ingest = commands.add_parser("ingest", help="normalise input files into a collection")
+    ingest.add_argument("--format", required=True, help="input format (see `formats`)")
+    ingest.add_argument("--collection", required=True, help="collection id or alias")
+    ingest.add_argument("--source", help="name of the reporting source (default: per format)")
+    ingest.add_argument("--tlp", default="amber",
+                        choices=["clear", "green", "amber", "amber+strict", "red"],
+                        help="TLP 2.0 marking of what is produced (default amber)")
+    ingest.add_argument("--rejects", help="append rejected rows here as JSON lines "
+                        "(default: standard error)")
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    commands.add_parser("formats", help="list input formats and their fields")
     return parser
 
 
@@ -109,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "partners":
             return _partners(args, settings)
+        if args.command in ("ingest", "formats"):
+            from .normalize import cli as normalize_cli
+
+            if args.command == "formats":
+                return normalize_cli.formats()
+            return normalize_cli.ingest(args, settings)
         # Through the environment, so every worker process builds the same settings.
         if args.host:
             os.environ["EXCHANGE_HOST"] = args.host

@@ -158,7 +158,7 @@ _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f
 
 def timestamp(text: str) -> str:
     """A source time (UTC; `2024-01-31 12:00:00`, ISO 8601 with Z or +00:00) as a STIX
-    timestamp with millisecond precision."""
+    timestamp precise to the millisecond (what `created` and `modified` require)."""
     value = text.strip()
     if value.endswith("Z"):
         value = value[:-1]
@@ -171,3 +171,12 @@ def timestamp(text: str) -> str:
             continue
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     raise BadValue(f"not a UTC date and time: {text[:80]!r}")
+
+
+def observable_timestamp(stix_timestamp: str) -> str:
+    """A millisecond STIX timestamp written as stix2 writes it (no trailing zeros in the
+    fraction), for observable properties: the deterministic id of an observable holding it
+    is then the one stix2 computes for the same facts."""
+    head, _, fraction = stix_timestamp[:-1].partition(".")
+    fraction = fraction.rstrip("0")
+    return head + (f".{fraction}" if fraction else "") + "Z"

@@ -1,0 +1,211 @@
+"""The parser contract: one module per input format, all behind this one shape.
+
+A parser reads one input file as a stream of harmonised `Record`s (each keeps its source file,
+row number and raw line, for provenance) and turns each record into STIX 2.1 objects. A row it
+cannot read or convert becomes a `Reject` with a reason: never a crash, never silently dropped.
+
+`normalize` drives one parser over one file: it adds the source identity, drops objects
+already produced from the same file, and closes the file with a report referencing what it
+produced (one report part per `REPORT_PART` references, so memory stays flat).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .values import BadValue, sdo_id
+
+log = logging.getLogger(__name__)
+
+# Reference objects (the source identity, malware families) carry no time of their own in the
+# data: their content is fully decided by their natural key, so a fixed `created` keeps them
+# identical across files and runs (re-ingesting changes nothing; no clock is read).
+REFERENCE_TIME = "2020-01-01T00:00:00.000Z"
+REPORT_PART = 10_000  # object_refs per report part
+_SEEN_LIMIT = 100_000  # ids remembered per file to drop repeats (bounded: memory stays flat)
+
+TLP = {
+    "clear": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
+    "green": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
+    "amber": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
+    "amber+strict": "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",
+    "red": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One input field a format knows, for `taxii-exchange formats` and the docs."""
+
+    name: str
+    description: str
+    stix: str = ""  # the STIX property it becomes ('' : kept in the format's extra property)
+    required: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One harmonised input row: canonical field names and normalised values."""
+
+    source: str
+    row: int
+    raw: str
+    values: dict[str, Any]
+    time: str | None = None  # the STIX timestamp the row reports, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    source: str
+    row: int
+    reason: str
+    raw: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"source": self.source, "row": self.row, "reason": self.reason, "raw": self.raw}
+
+
+@dataclass(frozen=True, slots=True)
+class Produced:
+    """One STIX object and the record it came from (None for the file's own objects)."""
+
+    obj: dict[str, Any]
+    record: Record | None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What the command line decides: the source identity and the markings."""
+
+    source_name: str
+    markings: tuple[str, ...] = ()
+
+    @property
+    def source_id(self) -> str:
+        return sdo_id("identity", self.source_name.strip().lower())
+
+    def identity(self) -> dict[str, Any]:
+        return {"type": "identity", "spec_version": "2.1", "id": self.source_id,
+                "created": REFERENCE_TIME, "modified": REFERENCE_TIME,
+                "name": self.source_name.strip(), "identity_class": "organization"}
+
+    def stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Add the source and markings to an object this exchange authors."""
+        if obj["type"] not in _SCO_LIKE:
+            obj["created_by_ref"] = self.source_id
+        if self.markings:
+            obj["object_marking_refs"] = list(self.markings)
+        return obj
+
+
+_SCO_LIKE = frozenset({"ipv4-addr", "ipv6-addr", "network-traffic", "autonomous-system",
+                       "domain-name", "url", "file", "email-addr", "mac-addr"})
+
+
+@dataclass(slots=True)
+class Tally:
+    read: int = 0
+    produced: int = 0
+    stored: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+
+    def line(self) -> str:
+        return (f"read {self.read}, produced {self.produced}, stored {self.stored}, "
+                f"unchanged {self.unchanged}, rejected {self.rejected}")
+
+
+class Parser(ABC):
+    """One input format. Subclasses set the class attributes and the two methods."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    fields: ClassVar[tuple[Field, ...]]
+    default_source: ClassVar[str]
+    report_types: ClassVar[tuple[str, ...]] = ("threat-report",)
+
+    @abstractmethod
+    def records(self, path: Path) -> Iterator[Record | Reject]:
+        """Read one file row by row; a row that cannot be read is a Reject."""
+
+    @abstractmethod
+    def to_stix(self, record: Record, context: Context) -> list[dict[str, Any]]:
+        """The STIX objects of one record; raise BadValue to reject it."""
+
+
+@dataclass
+class _ReportPart:
+    refs: list[str] = field(default_factory=list)
+    first: str | None = None
+    last: str | None = None
+
+    def add(self, obj_id: str, time: str | None) -> None:
+        self.refs.append(obj_id)
+        if time is not None:
+            self.first = time if self.first is None else min(self.first, time)
+            self.last = time if self.last is None else max(self.last, time)
+
+
+def normalize(parser: Parser, path: Path, context: Context,
+              tally: Tally | None = None) -> Iterator[Produced | Reject]:
+    """Every object one file produces (each once), its rejects, and its report parts."""
+    tally = tally if tally is not None else Tally()
+    seen: OrderedDict[str, None] = OrderedDict()
+
+    def fresh(obj_id: str) -> bool:
+        if obj_id in seen:
+            seen.move_to_end(obj_id)
+            return False
+        seen[obj_id] = None
+        if len(seen) > _SEEN_LIMIT:
+            seen.popitem(last=False)
+        return True
+
+    identity = context.identity()
+    fresh(identity["id"])
+    yield Produced(identity, None)
+    part, number = _ReportPart(), 1
+    for item in parser.records(path):
+        tally.read += 1
+        if isinstance(item, Reject):
+            yield item
+            continue
+        try:
+            objects = parser.to_stix(item, context)
+        except BadValue as exc:
+            yield Reject(item.source, item.row, str(exc), item.raw)
+            continue
+        except Exception as exc:  # a parser bug must not lose the row or stop the run
+            log.exception("%s: row %d could not be converted", item.source, item.row)
+            yield Reject(item.source, item.row, f"conversion failed: {exc!r}", item.raw)
+            continue
+        for obj in objects:
+            if fresh(obj["id"] + "\x1f" + str(obj.get("modified", ""))):
+                part.add(obj["id"], item.time)
+                yield Produced(obj, item)
+        if len(part.refs) >= REPORT_PART:
+            yield Produced(_report(parser, path, context, part, number), None)
+            part, number = _ReportPart(), number + 1
+    if part.refs:
+        yield Produced(_report(parser, path, context, part, number), None)
+
+
+def _report(parser: Parser, path: Path, context: Context, part: _ReportPart,
+            number: int) -> dict[str, Any]:
+    first = part.first or REFERENCE_TIME
+    last = part.last or first
+    name = f"{parser.name} {path.name}" + (f" (part {number})" if number > 1 else "")
+    report = {
+        "type": "report", "spec_version": "2.1",
+        "id": sdo_id("report", parser.name, context.source_id, path.name, str(number)),
+        "created": first, "modified": last, "published": last, "name": name,
+        "report_types": list(parser.report_types),
+        "object_refs": list(dict.fromkeys(part.refs)),
+    }
+    return context.stamp(report)

@@ -1,0 +1,292 @@
+"""Normalisation: value helpers, the parser contract every format must meet, each format,
+and `taxii-exchange ingest` end to end into a live server read back with taxii2-client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import stix2
+from stix2validator import ValidationOptions, validate_instance
+from taxii2client.v21 import Collection, as_pages
+
+from exchange.cli import main
+from exchange.normalize import PARSERS, Context, Produced, Reject, Tally, normalize
+from exchange.normalize import values as v
+from exchange.normalize.base import TLP
+from exchange.stix import check_object
+from tests import fixtures_gen as gen
+from tests.conftest import OPEN, Env, start_server
+
+AMBER = TLP["amber"]
+
+
+# -- values -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    pytest.param("192.0.2.1", ("ipv4-addr", "192.0.2.1"), id="ipv4"),
+    pytest.param(" 198.51.100.7 ", ("ipv4-addr", "198.51.100.7"), id="ipv4 with spaces"),
+    pytest.param("2001:DB8:0:0:0:0:0:1", ("ipv6-addr", "2001:db8::1"), id="ipv6 compressed"),
+    pytest.param("::ffff:203.0.113.5", ("ipv4-addr", "203.0.113.5"), id="ipv4-mapped ipv6"),
+])
+def test_ip_addresses_get_their_canonical_form(text: str, expected: tuple[str, str]):
+    assert v.ip_address(text) == expected
+
+
+@pytest.mark.parametrize("text", ["999.1.1.1", "192.0.2", "192.0.2.1/24", "", "2001:db8::g"])
+def test_bad_ip_addresses_are_refused(text: str):
+    with pytest.raises(v.BadValue):
+        v.ip_address(text)
+
+
+def test_domains_urls_and_hashes_are_normalised():
+    assert v.domain("WWW.Bad.Example.") == "www.bad.example"
+    assert v.domain("bücher.example") == "xn--bcher-kva.example"
+    with pytest.raises(v.BadValue):
+        v.domain("bad_label!.example")
+    assert v.url("HTTP://C2.Bad.Example:80/Path?q=1") == "http://c2.bad.example/Path?q=1"
+    assert v.url("https://[2001:DB8::1]:8443") == "https://[2001:db8::1]:8443/"
+    with pytest.raises(v.BadValue):
+        v.url("/relative/only")
+    assert v.hash_value("MD5", "D41D8CD98F00B204E9800998ECF8427E") == \
+        "d41d8cd98f00b204e9800998ecf8427e"
+    with pytest.raises(v.BadValue):
+        v.hash_value("SHA-256", "abc")
+    assert v.timestamp("2026-11-20 01:02:03") == "2026-11-20T01:02:03.000Z"
+    assert v.timestamp("2026-11-20T01:02:03.50+00:00") == "2026-11-20T01:02:03.500Z"
+    assert v.observable_timestamp("2026-11-20T01:02:03.500Z") == "2026-11-20T01:02:03.5Z"
+    assert v.observable_timestamp("2026-11-20T01:02:03.000Z") == "2026-11-20T01:02:03Z"
+    with pytest.raises(v.BadValue):
+        v.timestamp("2026-02-30 00:00:00")
+
+
+def test_observable_ids_match_the_stix2_library():
+    """STIX 2.1 section 2.9, checked against stix2's own deterministic ids."""
+    src = stix2.IPv4Address(value="192.0.2.1")
+    dst = stix2.IPv6Address(value="2001:db8::1")
+    expected = [
+        (v.sco("ipv4-addr", value="192.0.2.1"), src),
+        (v.sco("ipv6-addr", value="2001:db8::1"), dst),
+        (v.sco("domain-name", value="xn--bcher-kva.example"),
+         stix2.DomainName(value="xn--bcher-kva.example")),
+        (v.sco("url", value="http://c2.bad.example/ü"),
+         stix2.URL(value="http://c2.bad.example/ü")),
+        (v.sco("autonomous-system", number=64496), stix2.AutonomousSystem(number=64496)),
+        (v.sco("file", hashes={"SHA-256": "a" * 64, "MD5": "b" * 32}, name="x.exe"),
+         stix2.File(hashes={"SHA-256": "a" * 64, "MD5": "b" * 32}, name="x.exe")),
+        (v.sco("network-traffic", start=v.observable_timestamp("2026-11-20T01:02:03.000Z"),
+               src_ref=src.id, dst_ref=dst.id, src_port=4444, dst_port=80,
+               protocols=["ipv4", "tcp", "http"]),
+         stix2.NetworkTraffic(start="2026-11-20T01:02:03Z", src_ref=src.id, dst_ref=dst.id,
+                              src_port=4444, dst_port=80, protocols=["ipv4", "tcp", "http"])),
+    ]
+    for ours, theirs in expected:
+        assert ours["id"] == theirs.id, ours["type"]
+
+
+def test_sdo_ids_are_uuid5_over_the_natural_key():
+    assert v.sdo_id("malware", "emotet") == v.sdo_id("malware", "emotet")
+    assert v.sdo_id("malware", "emotet") != v.sdo_id("malware", "qakbot")
+    assert v.sdo_id("malware", "emotet")[len("malware--"):][14] == "5"
+
+
+# -- the contract every parser meets ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[gen.Sample]]:
+    return gen.write_all(tmp_path_factory.mktemp("samples"))
+
+
+def _run(name: str, path: Path, tlp: str = "amber") -> tuple[list[Produced], list[Reject],
+                                                                 Tally]:
+    parser = PARSERS[name]()
+    tally = Tally()
+    items = list(normalize(parser, path, Context(parser.default_source, (TLP[tlp],)), tally))
+    return ([i for i in items if isinstance(i, Produced)],
+            [i for i in items if isinstance(i, Reject)], tally)
+
+
+_OPTIONS = ValidationOptions()
+CASES = [pytest.param(name, index, id=f"{name}-{index}")
+         for name in PARSERS for index in range(2)]
+
+
+def test_every_parser_has_samples_and_describes_itself(samples: dict[str, list[gen.Sample]]):
+    assert set(samples) == set(PARSERS)
+    for parser in PARSERS.values():
+        assert parser.name and parser.description and parser.default_source
+        assert parser.fields and all(f.name and f.description for f in parser.fields)
+        assert any(f.required for f in parser.fields)
+
+
+@pytest.mark.parametrize("name, index", CASES)
+def test_parser_contract(name: str, index: int, samples: dict[str, list[gen.Sample]]):
+    sample = samples[name][index]
+    produced, rejects, tally = _run(name, sample.path)
+    # Every row is read and either converted or rejected with its provenance.
+    assert tally.read == sample.good + sample.bad
+    assert len(rejects) == sample.bad
+    for reject in rejects:
+        assert reject.source == str(sample.path) and reject.row > 0 and reject.reason
+        assert isinstance(reject.raw, str) and reject.raw
+        orjson.dumps(reject.as_json())
+    # Every object is valid STIX 2.1, for our checks and for stix2-validator, and unique.
+    ids = [p.obj["id"] + str(p.obj.get("modified")) for p in produced]
+    assert len(ids) == len(set(ids))
+    for item in produced:
+        check_object(item.obj)
+        result = validate_instance(item.obj, _OPTIONS)
+        assert result.is_valid, (item.obj, [str(e) for e in result.errors])
+        if item.record is not None:
+            assert item.record.source == str(sample.path) and item.record.raw
+    # The file has a report referencing everything it produced, by the source identity.
+    reports = [p.obj for p in produced if p.obj["type"] == "report" and p.record is None]
+    identity = produced[0].obj
+    assert identity["type"] == "identity"
+    assert len(reports) == 1 and reports[0]["created_by_ref"] == identity["id"]
+    assert reports[0]["object_marking_refs"] == [AMBER]
+    assert set(reports[0]["object_refs"]) == {p.obj["id"] for p in produced
+                                              if p.record is not None}
+    # Deterministic: a second run gives the very same objects (no clock, no random ids).
+    again, _, _ = _run(name, sample.path)
+    assert [p.obj for p in again] == [p.obj for p in produced]
+
+
+# -- Shadowserver event4_sinkhole ---------------------------------------------------------------
+
+SINKHOLE = "shadowserver-event4-sinkhole"
+
+
+def test_sinkhole_rows_become_observed_data_and_sightings(samples: dict[str, list[gen.Sample]]):
+    produced, rejects, _ = _run(SINKHOLE, samples[SINKHOLE][0].path)
+    objects = [p.obj for p in produced]
+    by_id = {o["id"]: o for o in objects}
+    source = objects[0]["id"]
+    assert not [o for o in objects if o["type"] == "indicator"]  # never a victim indicator
+    sightings = [o for o in objects if o["type"] == "sighting"]
+    assert len(sightings) == samples[SINKHOLE][0].good
+    for sighting in sightings:
+        assert sighting["where_sighted_refs"] == [source]
+        assert by_id[sighting["sighting_of_ref"]]["type"] == "malware"
+        observed = by_id[sighting["observed_data_refs"][0]]
+        assert observed["x_exchange_data_subject"] == "victim"
+        assert observed["x_shadowserver_extra"]["x_custom_note"].startswith("extra-")
+        assert observed["x_shadowserver_extra"]["src_hostname"].endswith(".victim.example")
+        traffic = next(by_id[r] for r in observed["object_refs"]
+                       if r.startswith("network-traffic--"))
+        assert by_id[traffic["src_ref"]]["type"] in ("ipv4-addr", "ipv6-addr")
+        assert observed["first_observed"] == sighting["created"]
+        assert traffic["start"] == v.observable_timestamp(sighting["created"])
+        assert traffic["protocols"][0] in ("ipv4", "ipv6")
+    reasons = [r.reason for r in rejects]
+    for (fragment, _), reason in zip(gen.HOSTILE_SINKHOLE, reasons, strict=True):
+        assert fragment in reason
+
+
+def test_sinkhole_header_without_required_columns_is_one_reject(tmp_path: Path):
+    path = tmp_path / "bad.csv"
+    path.write_text("time,ip\n2026-11-20 00:00:00,192.0.2.1\n")
+    produced, rejects, _ = _run(SINKHOLE, path)
+    assert [r.reason for r in rejects] == ["header lacks required columns: timestamp, src_ip"]
+    assert [p.obj["type"] for p in produced] == ["identity"]
+
+
+def test_sinkhole_wrong_encoding_and_empty_files_do_not_crash(tmp_path: Path):
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes(gen.SINKHOLE_HEADER.encode("utf-16"))
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    assert "header" in _run(SINKHOLE, utf16)[1][0].reason
+    assert _run(SINKHOLE, empty)[1][0].reason == "empty file: no header"
+
+
+# -- STIX bundles -------------------------------------------------------------------------------
+
+def test_bundle_objects_pass_through_unchanged(samples: dict[str, list[gen.Sample]]):
+    path = samples["stix-bundle"][0].path
+    document = orjson.loads(path.read_bytes())
+    produced, rejects, _ = _run("stix-bundle", path)
+    passed = [p.obj for p in produced if p.record is not None]
+    assert passed == document["objects"][:samples["stix-bundle"][0].good]
+    for (fragment, _), reject in zip(gen.HOSTILE_STIX, rejects, strict=True):
+        assert fragment in reject.reason
+
+
+@pytest.mark.parametrize("body, reason", [
+    pytest.param(b"{not json", "not valid JSON", id="not JSON"),
+    pytest.param(b'{"type": "report", "objects": []}', "must be a bundle", id="not a bundle"),
+    pytest.param(b'[1, 2]', "no 'objects' list", id="a list"),
+])
+def test_bad_bundle_files_are_one_reject(tmp_path: Path, body: bytes, reason: str):
+    path = tmp_path / "bad.json"
+    path.write_bytes(body)
+    _, rejects, _ = _run("stix-bundle", path)
+    assert len(rejects) == 1 and reason in rejects[0].reason
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def test_formats_lists_every_format_with_fields(capsys: pytest.CaptureFixture[str]):
+    assert main(["formats"]) == 0
+    out = capsys.readouterr().out
+    for name in PARSERS:
+        assert name in out
+    assert "src_ip (required)" in out
+
+
+def _summary(out: str) -> dict[str, int]:
+    line = out.strip().splitlines()[-1]
+    return {part.split()[0]: int(part.split()[1]) for part in line.split(", ")}
+
+
+def test_ingest_end_to_end_through_taxii2_client(env: Env, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]):
+    sample = gen.write_sinkhole(tmp_path / "event4_sinkhole.csv", count=40)
+    config = str(tmp_path / "env" / "config.yaml")
+    rejects = tmp_path / "rejects.jsonl"
+    command = ["--config", config, "ingest", "--format", SINKHOLE, "--collection", "open",
+               "--tlp", "amber", "--rejects", str(rejects), str(sample.path)]
+    assert main(command) == 1  # the hostile rows were rejected
+    first = _summary(capsys.readouterr().out)
+    assert first["read"] == sample.good + sample.bad and first["rejected"] == sample.bad
+    assert first["stored"] == first["produced"] > sample.good and first["unchanged"] == 0
+    lines = [orjson.loads(line) for line in rejects.read_bytes().splitlines()]
+    assert len(lines) == sample.bad
+    assert {"source", "row", "reason", "raw"} <= set(lines[0])
+    assert lines[0]["source"] == str(sample.path) and "999.1.1.1" in lines[0]["raw"]
+
+    # Re-ingesting the same file changes nothing.
+    assert main(command) == 1
+    second = _summary(capsys.readouterr().out)
+    assert second["stored"] == 0 and second["unchanged"] == first["produced"]
+
+    # A clean file exits 0; the collection is found by id as well as by alias.
+    clean = gen.write_sinkhole_minimal(tmp_path / "minimal.csv")
+    assert main(["--config", config, "ingest", "--format", SINKHOLE, "--collection", OPEN,
+                 str(clean.path)]) == 0
+    third = _summary(capsys.readouterr().out)
+    assert third["rejected"] == 0
+
+    server = start_server(env)
+    try:
+        user, password = env.basic("alice")
+        collection = Collection(server.collection(OPEN), user=user, password=password)
+        pulled: list[dict[str, Any]] = []
+        for envelope in as_pages(collection.get_objects, per_request=100):
+            pulled += envelope.get("objects", [])
+    finally:
+        server.stop()
+    assert len(pulled) == first["stored"] + third["stored"]
+    types = {o["type"] for o in pulled}
+    assert {"identity", "observed-data", "sighting", "report", "malware"} <= types
+    assert "indicator" not in types
+
+
+def test_ingest_refuses_an_unknown_collection(env: Env, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]):
+    sample = gen.write_sinkhole_minimal(tmp_path / "minimal.csv")
+    assert main(["--config", str(tmp_path / "env" / "config.yaml"), "ingest", "--format",
+                 SINKHOLE, "--collection", "nope", str(sample.path)]) == 2
+    assert "no collection" in capsys.readouterr().err
