@@ -1,0 +1,1013 @@
+#!/usr/bin/env python
+"""Throughput and latency of taxii-exchange over real HTTP, with medallion 3.0.0 beside it.
+
+    .venv/bin/python tests/bench/bench_taxii.py [--sizes 10000,100000] [--medallion-n 2000]
+                                                [--out FILE]
+
+For each size N the real server runs as a subprocess (`taxii-exchange --config CFG serve`) over
+a fresh store in a temporary folder, so its memory can be watched with psutil. N synthetic STIX
+2.1 objects (indicators, ipv4-addr observables and relationships; documentation address ranges
+and `.example` domains only) are pushed through the API and read back:
+
+- ingest: POST in batches (TAXII envelope), each status polled every 10 ms until complete;
+  objects/s = N / time from the first POST to the last status complete;
+- full pull: one client, limit=1000, following `next`, each page parsed with orjson;
+  first, last and median page times;
+- incremental pull: `added_after` the date_added of the object at the 90% position;
+- match[id]: latency of single-id lookups (bearer token, then HTTP Basic);
+- concurrent readers: several clients doing full pulls at once (threads);
+- server peak RSS, sampled every 50 ms over the whole run, children included.
+
+medallion 3.0.0 (memory backend, its own Flask server) runs the same measurements at a small N,
+with a per-operation timeout, and taxii-exchange runs at that N too for a direct comparison.
+Every server listens on 127.0.0.1 only and is stopped on exit. The result is a Markdown table
+on stdout (and in --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import gc
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import psutil
+import yaml
+
+TAXII = "application/taxii+json;version=2.1"
+STIX = "application/stix+json;version=2.1"
+ROOT = "bench"
+COLLECTION = "5f0c9a3e-8d2b-4c71-9e46-1a7b3c5d2e80"
+PARTNER = "bench"
+TLP_GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
+MIB = 1024 * 1024
+PAGE = 1000
+SEED = 20240131
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be made (bad answer, server died)."""
+
+
+class OpTimeout(BenchError):
+    """An operation ran past its time limit."""
+
+
+# -- servers we started: stopped on every way out ----------------------------------------
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        # the server runs in a session of its own: signal it and its children
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    if proc in _STARTED:
+        _STARTED.remove(proc)
+
+
+def _stop_all() -> None:
+    for proc in list(_STARTED):
+        _stop(proc)
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+# -- HTTP ---------------------------------------------------------------------------------
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise OpTimeout(f"over {self.seconds:.0f} s")
+        return left
+
+
+class Client:
+    """One keep-alive HTTP/1.1 connection to a loopback server (http.client: little overhead)."""
+
+    def __init__(self, port: int, authorization: str) -> None:
+        self.port = port
+        self.headers = {"Accept": TAXII, "Authorization": authorization}
+        self.conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def request(self, method: str, path: str, deadline: Deadline, body: bytes | None = None,
+                ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        headers = dict(self.headers)
+        if body is not None:
+            headers["Content-Type"] = TAXII
+        for attempt in (1, 2):
+            timeout = deadline.remaining()
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+            else:
+                self.conn.timeout = timeout
+                if self.conn.sock is not None:
+                    self.conn.sock.settimeout(timeout)
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                response = self.conn.getresponse()
+                data = response.read()
+            except TimeoutError:
+                self.close()
+                raise OpTimeout(f"over {deadline.seconds:.0f} s") from None
+            except (ConnectionError, http.client.HTTPException, OSError):
+                self.close()  # a keep-alive connection the server closed: open a new one
+                if attempt == 2 or method != "GET":
+                    raise
+                continue
+            if response.getheader("connection", "").lower() == "close":
+                self.close()
+            return response.status, response.headers, data
+        raise AssertionError("unreachable")
+
+    def get_json(self, path: str, deadline: Deadline) -> tuple[Any, http.client.HTTPMessage]:
+        status, headers, data = self.request("GET", path, deadline)
+        if status != 200:
+            raise BenchError(f"GET {path} answered {status}: {data[:300]!r}")
+        return orjson.loads(data), headers
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RssSampler(threading.Thread):
+    """Peak resident memory of a process and its children, sampled every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True, name=f"rss-{pid}")
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self.last = 0
+        self.samples = 0
+        self._stop_event = threading.Event()
+
+    def sample(self) -> None:
+        try:
+            procs = [self.process, *self.process.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = 0
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        self.last = total
+        self.peak = max(self.peak, total)
+        self.samples += 1
+
+    def run(self) -> None:
+        while not self._stop_event.wait(0.05):
+            self.sample()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+        self.sample()
+
+
+# -- synthetic STIX 2.1 -------------------------------------------------------------------
+WORDS = ("botnet command control server beacon loader dropper phishing campaign credential "
+         "harvesting infrastructure observed sinkhole partner agency report cluster hosting "
+         "malware family stage payload download exfiltration proxy relay domain address "
+         "registration bulletproof actor fraud ransomware affiliate panel kit").split()
+NETS = ("192.0.2", "198.51.100", "203.0.113")
+PHASES = ("command-and-control", "initial-access", "exfiltration", "execution")
+
+
+@dataclass
+class Workload:
+    n: int
+    batch: int
+    batches: list[bytes]
+    ids: list[str]
+    avg_size: float
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _objects(n: int, seed: int) -> Iterator[dict[str, Any]]:
+    """Indicators, ipv4-addr observables and relationships in a 4:3:3 mix, about 1 KB on
+    average. Observables carry random (v4) ids so that N of them can exist although the
+    documentation ranges hold only 768 addresses."""
+    rng = random.Random(seed)
+
+    def new_id(kind: str) -> str:
+        return f"{kind}--{uuid.UUID(int=rng.getrandbits(128), version=4)}"
+
+    def text(words: int) -> str:
+        return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
+
+    author = new_id("identity")
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    indicator = address = ""
+    for i in range(n):
+        created = base + timedelta(seconds=i, milliseconds=rng.randrange(1000))
+        modified = created + timedelta(hours=rng.randrange(48))
+        ip = f"{rng.choice(NETS)}.{rng.randrange(1, 255)}"
+        slot = i % 10
+        if slot in (0, 3, 6, 9):
+            indicator = new_id("indicator")
+            domain = f"c2-{i:06d}.{rng.choice(('bench', 'feed', 'panel'))}.example"
+            pattern = (f"[domain-name:value = '{domain}']" if slot == 9 else
+                       f"[ipv4-addr:value = '{ip}'] OR [domain-name:value = '{domain}']")
+            yield {
+                "type": "indicator", "spec_version": "2.1", "id": indicator,
+                "created": _stamp(created), "modified": _stamp(modified),
+                "created_by_ref": author, "name": f"C2 endpoint {domain}",
+                "description": text(80), "indicator_types": ["malicious-activity"],
+                "pattern": pattern, "pattern_type": "stix", "pattern_version": "2.1",
+                "valid_from": _stamp(created), "valid_until": _stamp(created + timedelta(90)),
+                "kill_chain_phases": [{"kill_chain_name": "mitre-attack",
+                                       "phase_name": rng.choice(PHASES)}],
+                "labels": ["bench", rng.choice(WORDS)], "confidence": rng.randrange(50, 100),
+                "lang": "en",
+                "external_references": [{"source_name": "bench-feed",
+                                         "external_id": f"BENCH-{i:06d}",
+                                         "description": text(8)}],
+                "object_marking_refs": [TLP_GREEN],
+            }
+        elif slot in (1, 4, 7):
+            address = new_id("ipv4-addr")
+            yield {"type": "ipv4-addr", "spec_version": "2.1", "id": address, "value": ip,
+                   "object_marking_refs": [TLP_GREEN]}
+        else:
+            yield {
+                "type": "relationship", "spec_version": "2.1", "id": new_id("relationship"),
+                "created": _stamp(created), "modified": _stamp(created),
+                "created_by_ref": author, "relationship_type": "related-to",
+                "source_ref": indicator, "target_ref": address, "description": text(25),
+                "confidence": rng.randrange(50, 100), "object_marking_refs": [TLP_GREEN],
+            }
+
+
+def make_workload(n: int, batch: int, seed: int = SEED) -> Workload:
+    batches, ids, chunk, size = [], [], [], 0
+    for obj in _objects(n, seed):
+        ids.append(obj["id"])
+        chunk.append(obj)
+        if len(chunk) == batch:
+            body = orjson.dumps({"objects": chunk})
+            batches.append(body)
+            size += len(body)
+            chunk = []
+    if chunk:
+        body = orjson.dumps({"objects": chunk})
+        batches.append(body)
+        size += len(body)
+    return Workload(n, batch, batches, ids, size / n)
+
+
+def batch_size(n: int, requested: int, side_by_side: bool) -> int:
+    """The requested batch; at the side-by-side size at least 20 batches (for both servers):
+    medallion stamps date_added once per request, so the 90% cut of the incremental pull
+    must fall on a batch boundary there."""
+    return max(1, min(requested, n // 20)) if side_by_side else requested
+
+
+# -- servers ------------------------------------------------------------------------------
+@dataclass
+class Target:
+    label: str
+    kind: str  # "exchange" or "medallion"
+    n: int
+    op_timeout: float
+    match_samples: int
+    pull_repeats: int
+    directory: Path
+    port: int = 0
+    read_auth: str = ""
+    basic: str = ""
+    bearer: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+    sampler: RssSampler | None = None
+    log: Path | None = None
+    results: dict[str, str] = field(default_factory=dict)
+    raw: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def objects_path(self) -> str:
+        return f"/{ROOT}/collections/{COLLECTION}/objects/"
+
+    @property
+    def manifest_path(self) -> str:
+        return f"/{ROOT}/collections/{COLLECTION}/manifest/"
+
+    def client(self, authorization: str | None = None) -> Client:
+        return Client(self.port, authorization or self.read_auth)
+
+    def alive(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log else ""
+            raise BenchError(f"{self.label}: server is not running\n{tail}")
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _spawn(target: Target, command: list[str], env: dict[str, str]) -> None:
+    target.log = target.directory / "server.log"
+    with target.log.open("wb") as log:
+        proc = subprocess.Popen(command, cwd=target.directory, env=env, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    _STARTED.append(proc)
+    target.proc = proc
+    target.sampler = RssSampler(proc.pid)
+    target.sampler.start()
+    deadline = Deadline(60)
+    client = target.client()
+    try:
+        while True:
+            target.alive()
+            try:
+                status, _, _ = client.request("GET", "/taxii2/", deadline)
+                if status == 200:
+                    return
+            except OpTimeout:
+                raise BenchError(f"{target.label}: server did not start in 60 s") from None
+            except OSError:
+                pass
+            time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def start_exchange(target: Target) -> None:
+    from exchange.policy import partners
+
+    directory = target.directory
+    (directory / "collections").mkdir(parents=True)
+    (directory / "collections" / "bench.yaml").write_text(yaml.safe_dump({
+        "id": COLLECTION, "api_root": ROOT, "alias": "bench", "title": "Benchmark",
+        "read": [f"group:{PARTNER}"], "write": [f"group:{PARTNER}"],
+    }))
+    config = directory / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "host": "127.0.0.1", "store_path": "store.sqlite3", "partners_file": "partners.yaml",
+        "collections_dir": "collections", "default_api_root": ROOT, "post_wait_seconds": 2.0,
+        "api_roots": {ROOT: {"title": "Benchmark root", "max_content_length": 16 * MIB,
+                             "default_page_size": PAGE, "max_page_size": 5000}},
+    }))
+    credentials = partners.add(directory / "partners.yaml", PARTNER, "Benchmark partner",
+                               (PARTNER,))
+    target.bearer = f"Bearer {credentials.token}"
+    target.basic = _basic(PARTNER, credentials.password)
+    target.read_auth = target.bearer
+    target.port = free_port()
+    program = Path(sys.executable).parent / "taxii-exchange"
+    command = [str(program)] if program.exists() else [sys.executable, "-m", "exchange"]
+    command += ["--config", str(config), "serve", "--host", "127.0.0.1",
+                "--port", str(target.port), "--no-access-log"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    _spawn(target, command, env)
+
+
+def start_medallion(target: Target) -> None:
+    """medallion's own runner (Flask's threaded server) with the memory backend; HTTP Basic
+    against plaintext passwords from its JSON config."""
+    password = uuid.uuid4().hex
+    target.port = free_port()
+    base = f"http://127.0.0.1:{target.port}"
+    data = {
+        "/discovery": {"title": "medallion (bench)", "description": "benchmark",
+                       "default": f"{base}/{ROOT}/", "api_roots": [f"{base}/{ROOT}/"]},
+        ROOT: {
+            "information": {"title": "Benchmark root", "description": "benchmark",
+                            "versions": [TAXII], "max_content_length": 16 * MIB},
+            "status": [],
+            "collections": [{"id": COLLECTION, "title": "Benchmark", "description": "benchmark",
+                             "can_read": True, "can_write": True, "media_types": [STIX],
+                             "objects": [], "manifest": []}],
+        },
+    }
+    data_file = target.directory / "data.json"
+    data_file.write_text(json.dumps(data))
+    config = target.directory / "config.json"
+    config.write_text(json.dumps({
+        "backend": {"module": "medallion.backends.memory_backend",
+                    "module_class": "MemoryBackend", "filename": str(data_file),
+                    # paging sessions must outlive a slow pull
+                    "session_timeout": 3600, "check_interval": 10},
+        "users": {PARTNER: password},
+        "taxii": {"max_page_size": 5000},
+    }))
+    target.basic = _basic(PARTNER, password)
+    target.read_auth = target.basic
+    command = [sys.executable, "-m", "medallion.scripts.run", "--host", "127.0.0.1",
+               "--port", str(target.port), "--log-level", "WARN", str(config)]
+    _spawn(target, command, dict(os.environ))
+
+
+def wait_idle(target: Target, limit: float) -> bool:
+    """After a timed-out request the server may still be working on it: wait (bounded) until
+    its CPU use drops, so the next measurement is not charged for it."""
+    if target.proc is None:
+        return True
+    process = psutil.Process(target.proc.pid)
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        try:
+            if process.cpu_percent(interval=0.5) < 10:
+                return True
+        except psutil.Error:
+            return True
+    return False
+
+
+# -- measurements -------------------------------------------------------------------------
+def measure_ingest(target: Target, workload: Workload) -> None:
+    deadline = Deadline(target.op_timeout)
+    client = target.client(target.bearer or target.basic)
+    pending: list[str] = []
+    answered_pending = successes = failures = 0
+
+    def tally(doc: dict[str, Any]) -> None:
+        nonlocal successes, failures
+        successes += int(doc.get("success_count", 0))
+        failures += int(doc.get("failure_count", 0))
+
+    try:
+        started = time.perf_counter()
+        for body in workload.batches:
+            status, _, data = client.request("POST", target.objects_path, deadline, body)
+            if status != 202:
+                raise BenchError(f"POST answered {status}: {data[:300]!r}")
+            doc = orjson.loads(data)
+            if doc["status"] == "complete":
+                tally(doc)
+            else:
+                answered_pending += 1
+                pending.append(doc["id"])
+        while pending:
+            for status_id in list(pending):
+                doc, _ = client.get_json(f"/{ROOT}/status/{status_id}/", deadline)
+                if doc["status"] == "complete":
+                    tally(doc)
+                    pending.remove(status_id)
+            if pending:
+                time.sleep(0.01)
+        elapsed = time.perf_counter() - started
+    finally:
+        client.close()
+    if successes != workload.n or failures:
+        raise BenchError(f"ingest stored {successes} of {workload.n}, {failures} failures")
+    target.raw["ingest"] = workload.n / elapsed
+    target.results["ingest"] = f"{workload.n / elapsed:,.0f}"
+    target.results["ingest_detail"] = (f"{elapsed:.2f} s; {answered_pending} of "
+                                       f"{len(workload.batches)} answered pending")
+
+
+@dataclass
+class Pull:
+    count: int
+    elapsed: float
+    page_times: list[float]
+    marks: list[tuple[int, str]]  # (objects so far, X-TAXII-Date-Added-Last of the page)
+
+
+def _envelope_head(data: bytes) -> dict[str, Any]:
+    """`more` and `next` of an envelope without parsing its objects (for the server-bound pull):
+    the members before `"objects":[`, else the whole document."""
+    cut = data.find(b'"objects":')
+    if cut > 0:
+        head = data[:cut].rstrip().rstrip(b",")
+        try:
+            found: dict[str, Any] = orjson.loads(head + b"}")
+            return found
+        except orjson.JSONDecodeError:
+            pass
+    whole: dict[str, Any] = orjson.loads(data)
+    return whole
+
+
+def pull(client: Client, path: str, deadline: Deadline, expect: int,
+         extra: dict[str, str] | None = None, parse: bool = True) -> Pull:
+    """Every page of a listing, limit=1000, following `next`; each page parsed with orjson as
+    a client would (parse=False reads only the paging members: the server-bound variant)."""
+    extra = extra or {}
+    count, times, marks = 0, [], []
+    token: str | None = None
+    started = time.perf_counter()
+    for _ in range(expect // PAGE + 10):  # bounded: a server that never ends paging fails
+        params = {"limit": str(PAGE), **extra}
+        if token:
+            params["next"] = token
+        page_started = time.perf_counter()
+        url = f"{path}?{urlencode(params)}"
+        if parse:
+            doc, headers = client.get_json(url, deadline)
+            count += len(doc.get("objects", ()))
+        else:
+            status, headers, data = client.request("GET", url, deadline)
+            if status != 200:
+                raise BenchError(f"GET {url} answered {status}: {data[:300]!r}")
+            doc = _envelope_head(data)
+        times.append(time.perf_counter() - page_started)
+        marks.append((count, headers.get("X-TAXII-Date-Added-Last", "")))
+        if not doc.get("more"):
+            return Pull(count, time.perf_counter() - started, times, marks)
+        token = doc.get("next")
+        if not token:
+            raise BenchError("a page said more=true without a next token")
+    raise BenchError(f"paging did not end after {expect // PAGE + 10} pages")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def _timed_out(target: Target) -> str:
+    return f">{target.op_timeout:.0f} s (timed out)"
+
+
+def measure_full_pull(target: Target, n: int) -> Pull:
+    runs: list[Pull] = []
+    for _ in range(target.pull_repeats):
+        client = target.client()
+        try:
+            run = pull(client, target.objects_path, Deadline(target.op_timeout), n)
+        finally:
+            client.close()
+        if run.count != n:
+            raise BenchError(f"full pull returned {run.count} objects, expected {n}")
+        runs.append(run)
+    runs.sort(key=lambda r: r.elapsed)
+    middle = runs[len(runs) // 2]
+    first = statistics.median(r.page_times[0] for r in runs)
+    last = statistics.median(r.page_times[-1] for r in runs)
+    median_page = statistics.median(statistics.median(r.page_times) for r in runs)
+    target.raw.update(pull_rate=n / middle.elapsed, first=first, last=last,
+                      median_page=median_page)
+    reps = f" (median of {len(runs)})" if len(runs) > 1 else ""
+    target.results["pull_rate"] = f"{n / middle.elapsed:,.0f}{reps}"
+    target.results["pull_time"] = f"{middle.elapsed:.2f} s, {len(middle.page_times)} page(s)"
+    target.results["first_page"] = _ms(first)
+    target.results["last_page"] = _ms(last)
+    target.results["last_first"] = f"{last / first:.2f}x"
+    target.results["median_page"] = _ms(median_page)
+    return middle
+
+
+def measure_server_bound(target: Target, n: int) -> None:
+    """The same full pull, but the client skips parsing the objects: what the server serves
+    when the client is not the limit (the single-client pull above includes ~5 ms of orjson
+    parsing and garbage collection per page on the client)."""
+    rates = []
+    for _ in range(target.pull_repeats):
+        client = target.client()
+        try:
+            run = pull(client, target.objects_path, Deadline(target.op_timeout), n, parse=False)
+        finally:
+            client.close()
+        rates.append(n / run.elapsed)
+    target.raw["server_bound"] = statistics.median(rates)
+    target.results["server_bound"] = f"{statistics.median(rates):,.0f}"
+
+
+def cut_date(target: Target, full: Pull, position: int) -> str:
+    """date_added of the object at `position` (1-based) of the full pull: a page's
+    X-TAXII-Date-Added-Last where a page ends there, else asked of the manifest."""
+    before, after_date = 0, ""
+    for count, last in full.marks:
+        if count == position and last:
+            return last
+        if count > position:
+            break
+        before, after_date = count, last
+    params = {"limit": str(position - before)}
+    if after_date:
+        params["added_after"] = after_date
+    client = target.client()
+    try:
+        _, headers = client.get_json(f"{target.manifest_path}?{urlencode(params)}",
+                                     Deadline(target.op_timeout))
+    finally:
+        client.close()
+    last = headers.get("X-TAXII-Date-Added-Last")
+    if not last:
+        raise BenchError("the manifest sent no X-TAXII-Date-Added-Last")
+    return str(last)
+
+
+def measure_incremental(target: Target, full: Pull, n: int) -> None:
+    position = int(n * 0.9)
+    cut = cut_date(target, full, position)
+    client = target.client()
+    try:
+        run = pull(client, target.objects_path, Deadline(target.op_timeout), n - position,
+                   {"added_after": cut})
+    finally:
+        client.close()
+    if run.count != n - position:
+        raise BenchError(f"added_after pull returned {run.count}, expected {n - position}")
+    target.raw["incremental"] = run.count / run.elapsed
+    target.results["incremental"] = (f"{run.count:,} in {run.elapsed:.3f} s "
+                                     f"({run.count / run.elapsed:,.0f}/s)")
+
+
+def measure_match(target: Target, ids: list[str], authorization: str, key: str) -> None:
+    sample = random.Random(SEED + 1).sample(ids, min(target.match_samples, len(ids)))
+    client = target.client(authorization)
+    deadline = Deadline(target.op_timeout)
+    times: list[float] = []
+    note = ""
+    try:
+        # one untimed request first: a Basic password is verified (argon2) once, then cached
+        client.get_json(f"{target.objects_path}?{urlencode({'match[id]': ids[0]})}", deadline)
+        for object_id in sample:
+            started = time.perf_counter()
+            try:
+                doc, _ = client.get_json(
+                    f"{target.objects_path}?{urlencode({'match[id]': object_id})}", deadline)
+            except OpTimeout:
+                note = f", timed out at {target.op_timeout:.0f} s"
+                break
+            times.append(time.perf_counter() - started)
+            found = [o["id"] for o in doc.get("objects", ())]
+            if found != [object_id]:
+                raise BenchError(f"match[id]={object_id} returned {found[:3]}")
+    finally:
+        client.close()
+    if not times:
+        raise OpTimeout(f"over {target.op_timeout:.0f} s")
+    times.sort()
+    p50 = times[len(times) // 2]
+    p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
+    target.raw[key] = p50
+    count = f" (n={len(times)}{note})" if len(times) < target.match_samples or note else ""
+    target.results[key] = f"{_ms(p50)} / {_ms(p95)}{count}"
+
+
+def measure_concurrent(target: Target, n: int, readers: int) -> None:
+    deadline = Deadline(target.op_timeout)
+    barrier = threading.Barrier(readers + 1)
+    outcomes: list[Pull | BaseException | None] = [None] * readers
+
+    def reader(index: int) -> None:
+        client = target.client()
+        try:
+            barrier.wait(timeout=30)
+            outcomes[index] = pull(client, target.objects_path, deadline, n)
+        except BaseException as exc:  # reported below
+            outcomes[index] = exc
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=reader, args=(i,), daemon=True) for i in range(readers)]
+    for thread in threads:
+        thread.start()
+    barrier.wait(timeout=30)
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join(timeout=target.op_timeout + 30)
+    elapsed = time.perf_counter() - started
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome is None:
+            raise OpTimeout(f"over {target.op_timeout:.0f} s")
+        if outcome.count != n:
+            raise BenchError(f"a concurrent pull returned {outcome.count}, expected {n}")
+    total = readers * n
+    target.raw["concurrent"] = total / elapsed
+    target.results["concurrent"] = f"{total / elapsed:,.0f} ({elapsed:.2f} s)"
+
+
+def store_size(target: Target) -> str:
+    files = list(target.directory.glob("store.sqlite3*"))
+    return f"{sum(f.stat().st_size for f in files) / MIB:.1f}" if files else "n/a (memory)"
+
+
+def _rss_now(target: Target) -> str:
+    if target.sampler is None:
+        return "?"
+    target.sampler.sample()
+    return f"{target.sampler.last / MIB:,.0f}"
+
+
+def run_target(target: Target, workload: Workload, readers: int) -> None:
+    """Every measurement in turn; one that fails or times out is reported in its cell."""
+    # The harness's own long-lived objects (the workload) stay out of the client's garbage
+    # collections, which then only see what the client parses, as in a real client.
+    gc.collect()
+    gc.freeze()
+    starter = start_exchange if target.kind == "exchange" else start_medallion
+    target.results.update(objects=f"{workload.n:,}", avg_size=f"{workload.avg_size:,.0f}",
+                          batch=f"{workload.batch:,}")
+    started = time.monotonic()
+    try:
+        starter(target)
+        full: Pull | None = None
+
+        def step(keys: tuple[str, ...], action: Callable[[], Any], settle: bool = True) -> bool:
+            target.alive()
+            try:
+                action()
+                return True
+            except OpTimeout:
+                for key in keys:
+                    target.results[key] = _timed_out(target)
+                if settle and not wait_idle(target, target.op_timeout):
+                    target.results[keys[0]] += ", server still busy after"
+            except Exception as exc:  # reported in the table; the other rows still run
+                message = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+                for key in keys:
+                    target.results[key] = f"error: {message}"
+                print(f"[bench] {target.label}: {keys[0]}: {exc!r}", file=sys.stderr)
+            return False
+
+        if not step(("ingest", "ingest_detail"), lambda: measure_ingest(target, workload)):
+            return
+        phases = [_rss_now(target)]
+
+        def full_pull() -> None:
+            nonlocal full
+            full = measure_full_pull(target, workload.n)
+
+        pulled = step(("pull_rate", "pull_time", "first_page", "last_page", "last_first",
+                       "median_page"), full_pull)
+        if pulled and target.kind == "exchange":
+            step(("server_bound",), lambda: measure_server_bound(target, workload.n))
+        else:
+            target.results["server_bound"] = "not measured"
+        phases.append(_rss_now(target))
+        if pulled and full is not None:
+            pull_result = full
+            step(("incremental",), lambda: measure_incremental(target, pull_result, workload.n))
+        else:
+            target.results["incremental"] = "not run (no full pull)"
+        if target.bearer:
+            step(("match_bearer",),
+                 lambda: measure_match(target, workload.ids, str(target.bearer), "match_bearer"))
+        else:
+            target.results["match_bearer"] = "n/a (HTTP Basic only)"
+        step(("match_basic",),
+             lambda: measure_match(target, workload.ids, target.basic, "match_basic"))
+        if pulled:
+            # the last step: a server still busy after a timeout is stopped, not waited for
+            step(("concurrent",), lambda: measure_concurrent(target, workload.n, readers),
+                 settle=False)
+        else:
+            target.results["concurrent"] = "not run (a single full pull did not finish)"
+        phases.append(_rss_now(target))
+        target.results["rss_phases"] = " / ".join(phases)
+    except Exception as exc:  # the server did not start or died: say so in its column
+        target.results.setdefault("ingest", f"error: {str(exc).splitlines()[0][:80]}")
+        print(f"[bench] {target.label}: {exc!r}", file=sys.stderr)
+    finally:
+        if target.sampler is not None:
+            target.sampler.stop()
+            target.raw["rss"] = target.sampler.peak / MIB
+            target.results["rss"] = f"{target.sampler.peak / MIB:,.0f}"
+        if target.proc is not None:
+            _stop(target.proc)
+        target.results["store"] = store_size(target) if target.kind == "exchange" \
+            else "n/a (memory)"
+        target.results["wall"] = f"{time.monotonic() - started:.0f} s"
+
+
+# -- report -------------------------------------------------------------------------------
+ROWS = [
+    ("objects", "Objects (N)"),
+    ("avg_size", "Average object size, bytes (as posted)"),
+    ("batch", "Ingest batch, objects per POST"),
+    ("ingest", "Ingest, objects/s (POST until every status complete)"),
+    ("ingest_detail", "Ingest wall time; batches answered pending"),
+    ("pull_rate", "Full pull, 1 client, limit=1000: objects/s"),
+    ("pull_time", "Full pull wall time"),
+    ("server_bound", "Full pull, client not parsing (server-bound): objects/s"),
+    ("first_page", "First page latency, ms"),
+    ("last_page", "Last page latency, ms"),
+    ("last_first", "Last / first page"),
+    ("median_page", "Median page time, ms"),
+    ("median_vs_base", "Median page time vs the smallest N"),
+    ("incremental", "added_after pull of the last 10%: objects, time (objects/s)"),
+    ("match_bearer", "match[id] p50 / p95, ms (bearer token)"),
+    ("match_basic", "match[id] p50 / p95, ms (HTTP Basic)"),
+    ("concurrent", "Concurrent full pulls: aggregate objects/s (wall)"),
+    ("rss_phases", "Server RSS after ingest / single-client pulls / the end, MB"),
+    ("rss", "Server peak RSS, MB (with children; over the whole column)"),
+    ("store", "Store on disk, MB"),
+    ("wall", "Time spent on this column"),
+]
+
+
+def machine_facts() -> list[str]:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+
+    def version(name: str) -> str:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            return "not installed"
+
+    return [
+        f"- CPU: {os.cpu_count()} logical cores ({psutil.cpu_count(logical=False)} physical)"
+        + (f", {model}" if model else ""),
+        f"- Memory: {psutil.virtual_memory().total / 2**30:.1f} GiB; "
+        f"load average at start {os.getloadavg()[0]:.2f}",
+        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
+        f"{platform.platform()}, SQLite {sqlite3.sqlite_version}",
+        f"- taxii-exchange {version('taxii-exchange')} (uvicorn {version('uvicorn')}, "
+        f"fastapi {version('fastapi')}, 1 worker); medallion {version('medallion')} "
+        f"(Flask {version('flask')}, werkzeug {version('werkzeug')}, memory backend)",
+    ]
+
+
+def check_targets(ours: list[Target]) -> list[str]:
+    """The targets for this machine, on the largest and smallest of --sizes."""
+    if not ours:
+        return []
+    big = max(ours, key=lambda t: t.n)
+    small = min(ours, key=lambda t: t.n)
+    lines = []
+
+    def check(ok: bool | None, text: str) -> None:
+        mark = "n/a" if ok is None else ("met" if ok else "MISSED")
+        lines.append(f"- {mark}: {text}")
+
+    def get(target: Target, key: str) -> float | None:
+        return target.raw.get(key)
+
+    rate = get(big, "pull_rate")
+    check(None if rate is None else rate >= 50_000,
+          f"full pull >= 50,000 objects/s at N={big.n:,}: {rate or 0:,.0f}")
+    for target in sorted(ours, key=lambda t: t.n):
+        first, last = get(target, "first"), get(target, "last")
+        ratio = max(first, last) / min(first, last) if first and last else None
+        check(None if ratio is None else ratio <= 2,
+              f"first and last page within 2x at N={target.n:,}: "
+              f"{_ms(first or 0)} ms vs {_ms(last or 0)} ms ({ratio or 0:.2f}x)")
+    a, b = get(small, "median_page"), get(big, "median_page")
+    if big is not small:
+        check(None if not (a and b) else b <= 2 * a,
+              f"median page time at N={big.n:,} within 2x of N={small.n:,}: "
+              f"{_ms(b or 0)} ms vs {_ms(a or 0)} ms ({(b or 0) / (a or 1):.2f}x)")
+    p50 = get(big, "match_bearer")
+    check(None if p50 is None else p50 <= 0.010,
+          f"match[id] p50 <= 10 ms at N={big.n:,}: {_ms(p50 or 0)} ms")
+    for target in sorted(ours, key=lambda t: t.n):
+        ingest = get(target, "ingest")
+        check(None if ingest is None else ingest >= 5_000,
+              f"ingest >= 5,000 objects/s at N={target.n:,}: {ingest or 0:,.0f}")
+    rss = get(big, "rss")
+    check(None if rss is None else rss <= 300,
+          f"server peak RSS <= 300 MB at N={big.n:,}: {rss or 0:,.0f} MB")
+    return lines
+
+
+def report(targets: list[Target], ours: list[Target], readers: int, elapsed: float,
+           facts: list[str], command: str) -> str:
+    base = min(ours, key=lambda t: t.n) if ours else None
+    for target in ours:
+        mine, theirs = target.raw.get("median_page"), base.raw.get("median_page") if base else 0
+        if base is not None and mine and theirs:
+            target.results["median_vs_base"] = f"{mine / theirs:.2f}x (vs N={base.n:,})"
+    header = "| Measurement | " + " | ".join(t.label for t in targets) + " |"
+    lines = [f"## TAXII benchmark ({datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')})", "",
+             f"Command: `{command}`", "", *facts, "", header,
+             "|---|" + "---|" * len(targets)]
+    for key, label in ROWS:
+        if key == "concurrent":
+            label = label.replace("Concurrent", f"{readers} concurrent")
+        cells = [t.results.get(key, "") for t in targets]
+        lines.append(f"| {label} | " + " | ".join(cells or ["-"]) + " |")
+    lines += ["", "Targets (taxii-exchange):", *check_targets(ours), "",
+              f"Total run time: {elapsed:.0f} s"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000",
+                        help="taxii-exchange collection sizes, comma-separated")
+    parser.add_argument("--medallion-n", type=int, default=2000,
+                        help="size for medallion and the side-by-side taxii-exchange run "
+                             "(0: no medallion)")
+    parser.add_argument("--out", help="also write the Markdown report here")
+    parser.add_argument("--batch", type=int, default=1000, help="objects per POST")
+    parser.add_argument("--readers", type=int, default=4, help="concurrent full-pull clients")
+    parser.add_argument("--match-samples", type=int, default=500,
+                        help="random ids looked up with match[id]")
+    parser.add_argument("--medallion-match-samples", type=int, default=200,
+                        help="match[id] lookups for medallion (each is O(N) there)")
+    parser.add_argument("--pull-repeats", type=int, default=3,
+                        help="single-client full pulls of taxii-exchange (median reported)")
+    parser.add_argument("--timeout", type=float, default=600,
+                        help="per-operation limit for taxii-exchange, seconds")
+    parser.add_argument("--medallion-timeout", type=float, default=120,
+                        help="per-operation limit for medallion, seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    args = parser.parse_args(argv)
+    sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
+    if any(n < 20 for n in sizes) or (args.medallion_n and args.medallion_n < 20):
+        parser.error("sizes must be at least 20")
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)
+    atexit.register(_stop_all)
+    started = time.monotonic()
+    facts = machine_facts()
+    workdir = Path(tempfile.mkdtemp(prefix="taxii-bench-"))
+    command = " ".join([os.path.relpath(sys.executable), *sys.argv]) if argv is None else \
+        " ".join(["bench_taxii.py", *argv])
+
+    def make(label: str, kind: str, n: int) -> Target:
+        directory = workdir / f"{kind}-{n}"
+        directory.mkdir()
+        medallion = kind == "medallion"
+        return Target(label=label, kind=kind, n=n,
+                      op_timeout=args.medallion_timeout if medallion else args.timeout,
+                      match_samples=args.medallion_match_samples if medallion
+                      else args.match_samples,
+                      pull_repeats=1 if medallion else args.pull_repeats, directory=directory)
+
+    ours = [make(f"taxii-exchange N={n:,}", "exchange", n) for n in sizes]
+    targets = list(ours)
+    if args.medallion_n:
+        n = args.medallion_n
+        if n not in sizes:
+            targets.append(make(f"taxii-exchange N={n:,}", "exchange", n))
+        targets.append(make(f"medallion 3.0.0 (memory) N={n:,}", "medallion", n))
+    workloads: dict[tuple[int, int], Workload] = {}
+    try:
+        for target in targets:
+            key = (target.n, batch_size(target.n, args.batch, target.n == args.medallion_n))
+            if key not in workloads:
+                workloads.clear()  # keep one workload in memory at a time
+                t0 = time.perf_counter()
+                workloads[key] = make_workload(*key)
+                print(f"[bench] generated {target.n:,} objects in "
+                      f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            print(f"[bench] {target.label} ...", file=sys.stderr, flush=True)
+            run_target(target, workloads[key], args.readers)
+            print(f"[bench] {target.label}: done in {target.results.get('wall')}",
+                  file=sys.stderr, flush=True)
+    finally:
+        _stop_all()
+        if args.keep:
+            print(f"[bench] kept {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    text = report(targets, ours, args.readers, time.monotonic() - started, facts, command)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
