@@ -27,6 +27,10 @@ from .partners import Partner, hasher, token_digest
 
 log = logging.getLogger(__name__)
 
+# argon2 takes 64 MiB per check: at most two at once, so a flood of wrong passwords queues
+# instead of growing the process by 64 MiB per request thread.
+_VERIFY_SLOTS = threading.BoundedSemaphore(2)
+
 # Verified against when the partner id is unknown, so timing does not reveal which ids exist.
 _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 
@@ -115,7 +119,8 @@ class Authenticator:
             return partner
         stored = partner.password_hash if partner and partner.password_hash else _DUMMY_HASH
         try:
-            hasher.verify(stored, password)
+            with _VERIFY_SLOTS:
+                hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
             raise Unauthenticated("wrong partner id or password") from None
         if partner is None or stored is _DUMMY_HASH:

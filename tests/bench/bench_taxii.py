@@ -474,8 +474,11 @@ def measure_ingest(target: Target, workload: Workload) -> None:
 
     try:
         started = time.perf_counter()
+        posts = []
         for body in workload.batches:
+            post_started = time.perf_counter()
             status, _, data = client.request("POST", target.objects_path, deadline, body)
+            posts.append(time.perf_counter() - post_started)
             if status != 202:
                 raise BenchError(f"POST answered {status}: {data[:300]!r}")
             doc = orjson.loads(data)
@@ -499,8 +502,11 @@ def measure_ingest(target: Target, workload: Workload) -> None:
         raise BenchError(f"ingest stored {successes} of {workload.n}, {failures} failures")
     target.raw["ingest"] = workload.n / elapsed
     target.results["ingest"] = f"{workload.n / elapsed:,.0f}"
-    target.results["ingest_detail"] = (f"{elapsed:.2f} s; {answered_pending} of "
-                                       f"{len(workload.batches)} answered pending")
+    tenth = max(1, len(posts) // 10)
+    target.results["ingest_detail"] = (
+        f"{elapsed:.2f} s; {answered_pending} of {len(workload.batches)} answered pending; "
+        f"POST median {_ms(statistics.median(posts[:tenth]))} ms in the first tenth, "
+        f"{_ms(statistics.median(posts[-tenth:]))} ms in the last")
 
 
 @dataclass
@@ -818,7 +824,7 @@ ROWS = [
     ("avg_size", "Average object size, bytes (as posted)"),
     ("batch", "Ingest batch, objects per POST"),
     ("ingest", "Ingest, objects/s (POST until every status complete)"),
-    ("ingest_detail", "Ingest wall time; batches answered pending"),
+    ("ingest_detail", "Ingest wall time; batches answered pending; POST time early/late"),
     ("pull_rate", "Full pull, 1 client, limit=1000: objects/s"),
     ("pull_time", "Full pull wall time"),
     ("server_bound", "Full pull, client not parsing (server-bound): objects/s"),
@@ -867,6 +873,31 @@ def machine_facts() -> list[str]:
     ]
 
 
+class ForeignCpu:
+    """CPU time the rest of the machine used during the run: on a shared 2-core machine a
+    busy neighbour skews every figure, so the report says how busy it was."""
+
+    def __init__(self) -> None:
+        self.system, self.own, self.wall = self._system(), self._own(), time.monotonic()
+
+    @staticmethod
+    def _system() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    @staticmethod
+    def _own() -> float:
+        times = psutil.Process().cpu_times()  # servers are waited for: in children_*
+        return times.user + times.system + times.children_user + times.children_system
+
+    def summary(self) -> str:
+        wall = time.monotonic() - self.wall
+        foreign = max(0.0, (self._system() - self.system) - (self._own() - self.own))
+        return (f"- Other processes used {foreign:,.0f} CPU-seconds during the run "
+                f"({foreign / wall:.0%} of one core on average); load average at the end "
+                f"{os.getloadavg()[0]:.2f}")
+
+
 def check_targets(ours: list[Target]) -> list[str]:
     """The targets for this machine, on the largest and smallest of --sizes."""
     if not ours:
@@ -910,7 +941,7 @@ def check_targets(ours: list[Target]) -> list[str]:
 
 
 def report(targets: list[Target], ours: list[Target], readers: int, elapsed: float,
-           facts: list[str], command: str) -> str:
+           facts: list[str], command: str, neighbours: str) -> str:
     base = min(ours, key=lambda t: t.n) if ours else None
     for target in ours:
         mine, theirs = target.raw.get("median_page"), base.raw.get("median_page") if base else 0
@@ -926,7 +957,7 @@ def report(targets: list[Target], ours: list[Target], readers: int, elapsed: flo
         cells = [t.results.get(key, "") for t in targets]
         lines.append(f"| {label} | " + " | ".join(cells or ["-"]) + " |")
     lines += ["", "Targets (taxii-exchange):", *check_targets(ours), "",
-              f"Total run time: {elapsed:.0f} s"]
+              f"Total run time: {elapsed:.0f} s", neighbours]
     return "\n".join(lines) + "\n"
 
 
@@ -961,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(_stop_all)
     started = time.monotonic()
     facts = machine_facts()
+    foreign = ForeignCpu()
     workdir = Path(tempfile.mkdtemp(prefix="taxii-bench-"))
     command = " ".join([os.path.relpath(sys.executable), *sys.argv]) if argv is None else \
         " ".join(["bench_taxii.py", *argv])
@@ -1002,7 +1034,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = report(targets, ours, args.readers, time.monotonic() - started, facts, command)
+    text = report(targets, ours, args.readers, time.monotonic() - started, facts, command,
+                  foreign.summary())
     print(text)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
