@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ..errors import NotFound, TooLarge
-from ..model import ALL, COMPLETE, Query
+from ..model import ALL, COMPLETE, Page, Query
 from ..policy.partners import Partner
 from . import params, responses
 from .context import Context
@@ -91,22 +91,23 @@ def get_collection(request: Request, root: str, collection: str) -> Response:
     return responses.taxii(_collection_resource(target.collection, target.access))
 
 
-def get_objects(request: Request, root: str, collection: str) -> Response:
-    """5.4 Get Objects: filters, keyset paging, bodies joined from stored bytes."""
+def _collection_page(request: Request, root: str, collection: str, *, with_body: bool) -> Page:
+    """The one read of a collection's objects, shared by the objects and manifest endpoints."""
     context = _context(request)
     target = context.target(_partner(request), root, collection, read=True)
     query = params.build_query(request.query_params, target.root, target.collection.id,
                                params.OBJECTS)
-    return responses.envelope(context.store.query(query, with_body=True))
+    return context.store.query(query, with_body=with_body)
+
+
+def get_objects(request: Request, root: str, collection: str) -> Response:
+    """5.4 Get Objects: filters, keyset paging, bodies joined from stored bytes."""
+    return responses.envelope(_collection_page(request, root, collection, with_body=True))
 
 
 def get_manifest(request: Request, root: str, collection: str) -> Response:
     """5.3 Get Object Manifests."""
-    context = _context(request)
-    target = context.target(_partner(request), root, collection, read=True)
-    query = params.build_query(request.query_params, target.root, target.collection.id,
-                               params.OBJECTS)
-    return responses.manifest(context.store.query(query, with_body=False))
+    return responses.manifest(_collection_page(request, root, collection, with_body=False))
 
 
 async def add_objects(request: Request, root: str, collection: str) -> Response:
