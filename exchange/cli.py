@@ -50,9 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--format", required=True, help="input format (see `formats`)")
     ingest.add_argument("--collection", required=True, help="collection id or alias")
     ingest.add_argument("--source", help="name of the reporting source (default: per format)")
-    ingest.add_argument("--tlp", default="amber",
-                        choices=["clear", "green", "amber", "amber+strict", "red"],
-                        help="TLP 2.0 marking of what is produced (default amber)")
+    ingest.add_argument("--tlp", choices=["clear", "green", "amber", "amber+strict", "red"],
+                        help="TLP 2.0 marking of what is produced (default: per format)")
+    ingest.add_argument("--handling", help="handling code marked on what is produced, e.g. a "
+                        "law-enforcement handling code")
+    ingest.add_argument("--confidence", type=int, help="confidence 0-100 on what is produced "
+                        "(default: per format)")
+    ingest.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="a format setting (see `formats`; repeatable)")
+    ingest.add_argument("--options", metavar="FILE", help="format settings from a YAML file "
+                        "(e.g. a column mapping); --option overrides")
+    ingest.add_argument("--no-progress", action="store_true", help="no progress line")
     ingest.add_argument("--rejects", help="append rejected rows here as JSON lines "
                         "(default: standard error)")
     ingest.add_argument("paths", nargs="+", metavar="PATH")

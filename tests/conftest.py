@@ -19,6 +19,8 @@ from exchange.app import create_app
 from exchange.config import Settings, load_settings
 from exchange.policy import partners
 from exchange.store.sqlite import SQLiteStore
+from tests import fixtures
+from tests.fixtures.common import Sample
 
 API_ROOT = "api1"
 OPEN = "11111111-1111-4111-8111-111111111111"      # alice reads and writes
@@ -131,3 +133,9 @@ def live(env: Env) -> Iterator[LiveServer]:
     server = start_server(env)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Sample]]:
+    """Synthetic sample files for every input format (see tests/fixtures)."""
+    return fixtures.write_all(tmp_path_factory.mktemp("samples"))

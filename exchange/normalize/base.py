@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -79,28 +80,50 @@ class Produced:
     record: Record | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Context:
-    """What the command line decides: the source identity and the markings."""
+    """What the feed definition and the command line decide for one run: the source identity,
+    the TLP marking, an optional handling code, a confidence and feed references."""
 
     source_name: str
-    markings: tuple[str, ...] = ()
+    tlp: str | None = None  # a key of TLP
+    handling: str | None = None  # a handling code, e.g. a law-enforcement code; a statement
+    confidence: int | None = None  # 0-100, on the SDOs and SROs this exchange authors
+    references: tuple[dict[str, str], ...] = ()  # external references for the file's report
 
-    @property
+    @cached_property
     def source_id(self) -> str:
         return sdo_id("identity", self.source_name.strip().lower())
+
+    @cached_property
+    def markings(self) -> tuple[str, ...]:
+        marks = (TLP[self.tlp],) if self.tlp else ()
+        return marks + ((self.handling_marking()["id"],) if self.handling else ())
 
     def identity(self) -> dict[str, Any]:
         return {"type": "identity", "spec_version": "2.1", "id": self.source_id,
                 "created": REFERENCE_TIME, "modified": REFERENCE_TIME,
                 "name": self.source_name.strip(), "identity_class": "organization"}
 
+    def handling_marking(self) -> dict[str, Any]:
+        """The handling code as a statement marking definition (its id is its text)."""
+        statement = f"Handling code: {(self.handling or '').strip()}"
+        return {"type": "marking-definition", "spec_version": "2.1",
+                "id": sdo_id("marking-definition", statement), "created": REFERENCE_TIME,
+                "name": statement, "definition_type": "statement",
+                "definition": {"statement": statement}}
+
+    def preamble(self) -> list[dict[str, Any]]:
+        """Objects every file starts with: the source identity and any handling marking."""
+        return [self.identity()] + ([self.handling_marking()] if self.handling else [])
+
     def stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Add the source and markings to an object this exchange authors."""
         if obj["type"] not in _SCO_LIKE:
             obj["created_by_ref"] = self.source_id
-        if self.markings:
-            obj["object_marking_refs"] = list(self.markings)
+        markings = self.markings
+        if markings:
+            obj["object_marking_refs"] = list(markings)
         return obj
 
 
@@ -129,6 +152,20 @@ class Parser(ABC):
     fields: ClassVar[tuple[Field, ...]]
     default_source: ClassVar[str]
     report_types: ClassVar[tuple[str, ...]] = ("threat-report",)
+    # The feed definition: defaults the command line may override.
+    default_tlp: ClassVar[str] = "amber"
+    default_confidence: ClassVar[int | None] = None
+    references: ClassVar[tuple[dict[str, str], ...]] = ()
+    # Settings a format accepts (`--option NAME=VALUE`), described for `formats`.
+    options: ClassVar[tuple[Field, ...]] = ()
+    reads_directories: ClassVar[bool] = False  # True: each PATH is a directory, not a file
+
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        self.settings = dict(settings or {})
+        unknown = set(self.settings) - {o.name for o in self.options}
+        if unknown:
+            raise BadValue(f"{self.name} has no option {', '.join(sorted(unknown))}; "
+                           f"known: {', '.join(o.name for o in self.options) or 'none'}")
 
     @abstractmethod
     def records(self, path: Path) -> Iterator[Record | Reject]:
@@ -167,9 +204,9 @@ def normalize(parser: Parser, path: Path, context: Context,
             seen.popitem(last=False)
         return True
 
-    identity = context.identity()
-    fresh(identity["id"])
-    yield Produced(identity, None)
+    for obj in context.preamble():
+        fresh(obj["id"])
+        yield Produced(obj, None)
     part, number = _ReportPart(), 1
     for item in parser.records(path):
         tally.read += 1
@@ -201,11 +238,14 @@ def _report(parser: Parser, path: Path, context: Context, part: _ReportPart,
     first = part.first or REFERENCE_TIME
     last = part.last or first
     name = f"{parser.name} {path.name}" + (f" (part {number})" if number > 1 else "")
-    report = {
+    report: dict[str, Any] = {
         "type": "report", "spec_version": "2.1",
         "id": sdo_id("report", parser.name, context.source_id, path.name, str(number)),
         "created": first, "modified": last, "published": last, "name": name,
         "report_types": list(parser.report_types),
         "object_refs": list(dict.fromkeys(part.refs)),
     }
+    references = context.references or parser.references
+    if references:
+        report["external_references"] = list(references)
     return context.stamp(report)

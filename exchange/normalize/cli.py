@@ -8,13 +8,16 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
+import yaml
+
 from ..collections import load_collections
 from ..config import Settings
 from ..errors import ConfigError
 from ..ingest import Ingest
 from . import PARSERS
-from .base import TLP, Context
+from .base import Context
 from .run import Run
+from .values import BadValue
 
 PARTNER = "cli"  # the status records who pushed: the local command line
 
@@ -26,7 +29,28 @@ def formats() -> int:
             flag = " (required)" if field.required else ""
             target = f" -> {field.stix}" if field.stix else ""
             print(f"    {field.name}{flag}: {field.description}{target}")
+        for option in parser.options:
+            print(f"    --option {option.name}=...: {option.description}")
     return 0
+
+
+def _settings(args: argparse.Namespace) -> dict[str, str]:
+    """Format settings: the --options YAML file, then each --option NAME=VALUE over it."""
+    settings: dict[str, str] = {}
+    if args.options:
+        try:
+            loaded = yaml.safe_load(Path(args.options).read_text(encoding="utf-8"))
+        except (OSError, UnicodeError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read options file {args.options}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"options file {args.options} must be a mapping of NAME: VALUE")
+        settings.update({str(k): str(v) for k, v in loaded.items()})
+    for option in args.option:
+        name, sep, value = option.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--option takes NAME=VALUE, not {option!r}")
+        settings[name.strip()] = value.strip()
+    return settings
 
 
 def ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -41,10 +65,19 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"no collection with id or alias {args.collection!r}")
     paths = [Path(p) for p in args.paths]
     for path in paths:
-        if not path.is_file():
+        if parser_class.reads_directories and not path.is_dir():
+            raise ConfigError(f"{parser_class.name} reads directories: no directory {path}")
+        if not parser_class.reads_directories and not path.is_file():
             raise ConfigError(f"no input file {path}")
-    parser = parser_class()
-    context = Context(args.source or parser.default_source, (TLP[args.tlp],))
+    if args.confidence is not None and not 0 <= args.confidence <= 100:
+        raise ConfigError("--confidence must be between 0 and 100")
+    try:
+        parser = parser_class(_settings(args))
+    except BadValue as exc:
+        raise ConfigError(str(exc)) from None
+    confidence = args.confidence if args.confidence is not None else parser.default_confidence
+    context = Context(args.source or parser.default_source, args.tlp or parser.default_tlp,
+                      handling=args.handling, confidence=confidence)
     store = SQLiteStore(settings.store_path)
     store.open()
     try:

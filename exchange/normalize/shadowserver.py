@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from . import build
 from . import values as v
-from .base import REFERENCE_TIME, Context, Field, Parser, Record, Reject
+from .base import Context, Field, Parser, Record, Reject
 from .csvrows import Row, read_rows
 
 _MAPPED = (
@@ -73,42 +74,24 @@ class Event4Sinkhole(Parser):
     def to_stix(self, record: Record, context: Context) -> list[dict[str, Any]]:
         values, seen = record.values, record.time
         assert seen is not None
-        victim = context.stamp(v.sco(values["src_type"], value=values["src_ip"]))
-        objects: list[dict[str, Any]] = [victim]
+        victim = v.sco(values["src_type"], value=values["src_ip"])
+        observables = [victim]
         traffic: dict[str, Any] = {"start": v.observable_timestamp(seen), "src_ref": victim["id"]}
         if "dst_ip" in values:
-            sinkhole = context.stamp(v.sco(values["dst_type"], value=values["dst_ip"]))
-            objects.append(sinkhole)
+            sinkhole = v.sco(values["dst_type"], value=values["dst_ip"])
+            observables.append(sinkhole)
             traffic["dst_ref"] = sinkhole["id"]
         for name in ("src_port", "dst_port"):
             if name in values:
                 traffic[name] = values[name]
         traffic["protocols"] = values["protocols"]
-        flow = context.stamp(v.sco("network-traffic", **traffic))
-        objects.append(flow)
+        flow = v.sco("network-traffic", **traffic)
+        observables.append(flow)
         if "src_asn" in values:
-            objects.append(context.stamp(v.sco("autonomous-system", number=values["src_asn"])))
-        family = values["family"]
-        malware = {"type": "malware", "spec_version": "2.1", "id": v.sdo_id("malware", family),
-                   "created": REFERENCE_TIME, "modified": REFERENCE_TIME, "name": family,
-                   "is_family": True}
-        key = (context.source_id, flow["id"])
-        observed = context.stamp({
-            "type": "observed-data", "spec_version": "2.1",
-            "id": v.sdo_id("observed-data", *key), "created": seen, "modified": seen,
-            "first_observed": seen, "last_observed": seen, "number_observed": 1,
-            "object_refs": [o["id"] for o in objects],
-            "x_exchange_data_subject": "victim",
-        })
-        if values["extra"]:
-            observed[_EXTRA] = values["extra"]
-        sighting = context.stamp({
-            "type": "sighting", "spec_version": "2.1", "id": v.sdo_id("sighting", *key),
-            "created": seen, "modified": seen, "first_seen": seen, "last_seen": seen,
-            "count": 1, "sighting_of_ref": malware["id"],
-            "observed_data_refs": [observed["id"]], "where_sighted_refs": [context.source_id],
-        })
-        return [*objects, malware, observed, sighting]
+            observables.append(v.sco("autonomous-system", number=values["src_asn"]))
+        return build.victim_objects(context, observables, seen=seen, key=flow["id"],
+                                    family=values["family"], extra=values["extra"],
+                                    extra_name=_EXTRA)
 
 
 def _harmonise(row: Row) -> Record:
@@ -140,3 +123,4 @@ def _harmonise(row: Row) -> Record:
     out["family"] = family.lower()
     out["extra"] = {_KEY.sub("_", k).strip("_")[:250] or "column": s for k, s in raw.items()}
     return Record(row.source, row.number, row.raw, out, seen)
+FORMATS: tuple[type[Parser], ...] = (Event4Sinkhole,)

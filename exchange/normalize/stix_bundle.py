@@ -75,3 +75,4 @@ def _time(obj: dict[str, Any]) -> str | None:
 
 def _excerpt(data: bytes) -> str:
     return data[:200].decode("utf-8", "backslashreplace")
+FORMATS: tuple[type[Parser], ...] = (StixBundle,)

@@ -7,13 +7,16 @@ that ends up in the rejects file.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import ipaddress
-import json
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import orjson
 
 # STIX 2.1 section 2.9: the namespace of deterministic ids for cyber observables.
 SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")
@@ -45,9 +48,20 @@ class BadValue(ValueError):
     """A value that cannot be normalised; its message is the reject reason."""
 
 
-def canonical_json(value: Any) -> str:
-    """JSON in the canonical form STIX 2.1 uses for ids (RFC 8785 for these value kinds)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def canonical_json(value: Any) -> bytes:
+    """UTF-8 JSON in the canonical form STIX 2.1 uses for ids: sorted keys, no spaces (RFC 8785
+    for the value kinds ids are built from: strings, integers, lists and objects)."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def uuid5(namespace: uuid.UUID, name: bytes) -> str:
+    """RFC 4122 UUIDv5 as text, as `uuid.uuid5` computes it, without building UUID objects
+    (ids are built for every object of every row)."""
+    digest = bytearray(hashlib.sha1(namespace.bytes + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def sco_id(obj_type: str, properties: dict[str, Any]) -> str:
@@ -65,7 +79,7 @@ def sco_id(obj_type: str, properties: dict[str, Any]) -> str:
         contributing[name] = value
     if not contributing:
         raise BadValue(f"{obj_type} has none of its id-contributing properties")
-    return f"{obj_type}--{uuid.uuid5(SCO_NAMESPACE, canonical_json(contributing))}"
+    return f"{obj_type}--{uuid5(SCO_NAMESPACE, canonical_json(contributing))}"
 
 
 def sco(obj_type: str, **properties: Any) -> dict[str, Any]:
@@ -74,10 +88,11 @@ def sco(obj_type: str, **properties: Any) -> dict[str, Any]:
             **properties}
 
 
+@functools.lru_cache(maxsize=4096)
 def sdo_id(obj_type: str, *natural_key: str) -> str:
     """A UUIDv5 id in the project namespace over the object's natural key."""
-    name = "\x1f".join((obj_type, *natural_key))
-    return f"{obj_type}--{uuid.uuid5(PROJECT_NAMESPACE, name)}"
+    name = "\x1f".join((obj_type, *natural_key)).encode()
+    return f"{obj_type}--{uuid5(PROJECT_NAMESPACE, name)}"
 
 
 def ip_address(text: str) -> tuple[str, str]:
@@ -171,6 +186,12 @@ def timestamp(text: str) -> str:
             continue
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
     raise BadValue(f"not a UTC date and time: {text[:80]!r}")
+
+
+def later_by_millisecond(stix_timestamp: str) -> str:
+    """A millisecond STIX timestamp one millisecond later."""
+    moment = datetime.strptime(stix_timestamp, "%Y-%m-%dT%H:%M:%S.%fZ") + timedelta(milliseconds=1)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def observable_timestamp(stix_timestamp: str) -> str:

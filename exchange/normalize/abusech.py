@@ -1,0 +1,7 @@
+"""abusech input formats."""
+
+from __future__ import annotations
+
+from .base import Parser
+
+FORMATS: tuple[type[Parser], ...] = ()

@@ -1,0 +1,178 @@
+"""The STIX shapes every format builds, so one fact is modelled one way whatever its source.
+
+Two kinds of fact arrive from feeds:
+
+- **Suspect infrastructure** (C2 servers, malware URLs, blocklisted hosts, malware files):
+  `infrastructure_objects` gives the observable, an indicator over it (`valid_from` from first
+  seen, `valid_until` when the source says it is gone), the infrastructure, the malware family
+  and the relationships between them.
+- **Victims** (sinkholed or scanned machines, honeypot attackers, compromised websites):
+  `victim_objects` gives observed-data over the observables and a sighting where the source
+  saw it. A victim's address is never made an indicator.
+
+Every SDO and SRO id is a UUIDv5 over its natural key and every time comes from the data, so
+the same input always gives the same objects; new information gives a new `modified`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import values as v
+from .base import REFERENCE_TIME, Context
+
+# Data-subject categories the sharing policy can use (kept on the objects that carry them).
+VICTIM, SUSPECT = "victim", "suspect-infrastructure"
+SUBJECT = "x_exchange_data_subject"
+
+# Infrastructure kinds: STIX infrastructure-type-ov value and how it relates to the malware.
+C2 = ("command-and-control", "controls")
+DISTRIBUTION = ("hosting-malware", "delivers")
+BOTNET = ("botnet", "controls")
+UNKNOWN = ("unknown", "")
+
+
+def malware(family: str) -> dict[str, Any]:
+    """A malware family: its content is its normalised name, so it never changes."""
+    name = family.strip().lower()
+    if not name:
+        raise v.BadValue("empty malware family name")
+    return {"type": "malware", "spec_version": "2.1", "id": v.sdo_id("malware", name),
+            "created": REFERENCE_TIME, "modified": REFERENCE_TIME, "name": name,
+            "is_family": True}
+
+
+def pattern(observable: dict[str, Any]) -> str:
+    """The STIX pattern matching one observable."""
+    kind = observable["type"]
+    if kind in ("ipv4-addr", "ipv6-addr", "domain-name", "url", "email-addr"):
+        return f"[{kind}:value = {_quoted(observable['value'])}]"
+    if kind == "file":
+        terms = [f"file:hashes.{_hash_key(name)} = {_quoted(value)}"
+                 for name, value in sorted(observable["hashes"].items())]
+        return "[" + " OR ".join(terms) + "]"
+    raise v.BadValue(f"no pattern for a {kind} observable")
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _hash_key(name: str) -> str:
+    return f"'{name}'" if "-" in name else name
+
+
+def relationship(context: Context, source: str, kind: str, target: str,
+                 time: str) -> dict[str, Any]:
+    """A relationship whose id is its (source, type, target): created once, never re-versioned."""
+    return context.stamp({
+        "type": "relationship", "spec_version": "2.1",
+        "id": v.sdo_id("relationship", context.source_id, source, kind, target),
+        "created": time, "modified": time, "relationship_type": kind,
+        "source_ref": source, "target_ref": target,
+    })
+
+
+def infrastructure_objects(
+    context: Context, observable: dict[str, Any], *, first_seen: str,
+    last_seen: str | None = None, valid_until: str | None = None,
+    family: str | None = None, kind: tuple[str, str] = C2, name: str | None = None,
+    labels: tuple[str, ...] = (), references: tuple[dict[str, str], ...] = (),
+    extra: dict[str, Any] | None = None, extra_name: str = "",
+) -> list[dict[str, Any]]:
+    """Observable, indicator, infrastructure, malware family and their relationships.
+
+    `first_seen`/`last_seen`/`valid_until` are STIX timestamps from the data. `modified` is
+    the newest of them, so a later report with newer facts makes a new version.
+    """
+    stamp = context.stamp
+    observable = stamp(observable)
+    label = name or f"{observable.get('value') or pattern(observable)}"
+    times = [t for t in (first_seen, last_seen, valid_until) if t]
+    modified = max(times)
+    key = (context.source_id, observable["id"])
+    family_obj = malware(family) if family else None
+    what = f"{family_obj['name']} " if family_obj else ""
+    indicator: dict[str, Any] = {
+        "type": "indicator", "spec_version": "2.1", "id": v.sdo_id("indicator", *key),
+        "created": first_seen, "modified": modified,
+        "name": f"{what}{kind[0].replace('-', ' ')}: {label}"[:250],
+        "indicator_types": ["malicious-activity"], "pattern": pattern(observable),
+        "pattern_type": "stix", "valid_from": first_seen,
+    }
+    if valid_until:
+        # STIX requires valid_until after valid_from: a host gone the moment it was seen
+        # is still valid for that instant.
+        indicator["valid_until"] = valid_until if valid_until > first_seen else \
+            v.later_by_millisecond(first_seen)
+        indicator["modified"] = max(modified, indicator["valid_until"])
+    infra: dict[str, Any] = {
+        "type": "infrastructure", "spec_version": "2.1",
+        "id": v.sdo_id("infrastructure", *key), "created": first_seen,
+        "modified": indicator["modified"], "name": f"{what}{kind[0]} {label}"[:250],
+        "infrastructure_types": [kind[0]], "first_seen": first_seen, SUBJECT: SUSPECT,
+    }
+    if last_seen and last_seen >= first_seen:
+        infra["last_seen"] = last_seen
+    for obj in (indicator, infra):
+        if labels:
+            obj["labels"] = sorted(set(labels))
+        if references:
+            obj["external_references"] = list(references)
+        _apply_context(obj, context)
+    indicator[SUBJECT] = SUSPECT
+    if extra and extra_name:
+        indicator[extra_name] = extra
+    objects = [observable, stamp(indicator), stamp(infra)]
+    objects.append(relationship(context, indicator["id"], "indicates", infra["id"], first_seen))
+    objects.append(relationship(context, infra["id"], "consists-of", observable["id"],
+                                first_seen))
+    if family_obj is not None:
+        objects.append(family_obj)
+        objects.append(relationship(context, indicator["id"], "indicates", family_obj["id"],
+                                    first_seen))
+        if kind[1]:
+            objects.append(relationship(context, infra["id"], kind[1], family_obj["id"],
+                                        first_seen))
+    return objects
+
+
+def victim_objects(
+    context: Context, observables: list[dict[str, Any]], *, seen: str, key: str,
+    family: str | None = None, sighting_of: dict[str, Any] | None = None,
+    subject: str = VICTIM, extra: dict[str, Any] | None = None, extra_name: str = "",
+) -> list[dict[str, Any]]:
+    """Observed-data over `observables` (stamped and returned with it) and a sighting, by the
+    source, of the malware family (or of `sighting_of`, an SDO the caller built).
+
+    `key` identifies the observation within the source (e.g. the network-traffic id) and
+    `seen` is its time from the data.
+    """
+    stamp = context.stamp
+    objects = [stamp(o) for o in observables]
+    target = sighting_of if sighting_of is not None else malware(family) if family else None
+    if target is None:
+        raise v.BadValue("nothing to report a sighting of: no malware family")
+    natural = (context.source_id, key)
+    observed: dict[str, Any] = {
+        "type": "observed-data", "spec_version": "2.1",
+        "id": v.sdo_id("observed-data", *natural), "created": seen, "modified": seen,
+        "first_observed": seen, "last_observed": seen, "number_observed": 1,
+        "object_refs": [o["id"] for o in objects], SUBJECT: subject,
+    }
+    if extra and extra_name:
+        observed[extra_name] = extra
+    sighting: dict[str, Any] = {
+        "type": "sighting", "spec_version": "2.1", "id": v.sdo_id("sighting", *natural),
+        "created": seen, "modified": seen, "first_seen": seen, "last_seen": seen,
+        "count": 1, "sighting_of_ref": target["id"], "observed_data_refs": [observed["id"]],
+        "where_sighted_refs": [context.source_id],
+    }
+    for obj in (observed, sighting):
+        _apply_context(obj, context)
+    return [*objects, target, stamp(observed), stamp(sighting)]
+
+
+def _apply_context(obj: dict[str, Any], context: Context) -> None:
+    if context.confidence is not None:
+        obj["confidence"] = context.confidence
