@@ -24,10 +24,18 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema)
 
 
+def problem(name: str, document: Any) -> str | None:
+    """The first way `document` breaks schema `name`, with its location; None when it fits."""
+    errors = sorted(validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
+    if not errors:
+        return None
+    first = errors[0]
+    location = "/".join(str(p) for p in first.absolute_path) or "(top level)"
+    return f"{location}: {first.message}"[:500]
+
+
 def validate(name: str, document: Any, where: str) -> None:
     """Raise ConfigError naming the file and the first problem's location."""
-    errors = sorted(validator(name).iter_errors(document), key=lambda e: list(e.absolute_path))
-    if errors:
-        first = errors[0]
-        location = "/".join(str(p) for p in first.absolute_path) or "(top level)"
-        raise ConfigError(f"{where}: {location}: {first.message}")
+    found = problem(name, document)
+    if found is not None:
+        raise ConfigError(f"{where}: {found}")
