@@ -4,6 +4,7 @@ and `taxii-exchange ingest` end to end into a live server read back with taxii2-
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from stix2validator import ValidationOptions, validate_instance
 from taxii2client.v21 import Collection, as_pages
 
 from exchange.cli import main
-from exchange.normalize import PARSERS, build
+from exchange.normalize import PARSERS, Context, build
 from exchange.normalize import values as v
 from exchange.normalize.base import TLP
 from exchange.stix import check_object
@@ -75,8 +76,8 @@ def test_observable_ids_match_the_stix2_library():
         (v.sco("ipv6-addr", value="2001:db8::1"), dst),
         (v.sco("domain-name", value="xn--bcher-kva.example"),
          stix2.DomainName(value="xn--bcher-kva.example")),
-        (v.sco("url", value="http://c2.bad.example/ü"),
-         stix2.URL(value="http://c2.bad.example/ü")),
+        (v.sco("url", value=v.url("http://c2.bad.example/ü")),
+         stix2.URL(value="http://c2.bad.example/%C3%BC")),
         (v.sco("autonomous-system", number=64496), stix2.AutonomousSystem(number=64496)),
         (v.sco("file", hashes={"SHA-256": "a" * 64, "MD5": "b" * 32}, name="x.exe"),
          stix2.File(hashes={"SHA-256": "a" * 64, "MD5": "b" * 32}, name="x.exe")),
@@ -240,3 +241,80 @@ def test_ingest_refuses_an_unknown_collection(env: Env, tmp_path: Path,
     assert main(["--config", str(tmp_path / "env" / "config.yaml"), "ingest", "--format",
                  SINKHOLE, "--collection", "nope", str(sample.path)]) == 2
     assert "no collection" in capsys.readouterr().err
+
+
+# -- the shared STIX shapes ---------------------------------------------------------------------
+
+def _valid(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    for obj in objects:
+        check_object(obj)
+        result = validate_instance(obj, _OPTIONS)
+        assert result.is_valid, (obj, [str(e) for e in result.errors])
+    return {o["id"]: o for o in objects}
+
+
+def test_suspect_infrastructure_is_indicator_infrastructure_family_and_relationships():
+    context = Context("Test Feed", "green", confidence=80)
+    url = v.sco("url", value=v.url("http://Bad.Example/o'neil\\x.exe"))
+    objects = build.infrastructure_objects(
+        context, url, first_seen="2026-11-20T10:00:00.000Z", last_seen="2026-11-21T10:00:00.000Z",
+        valid_until="2026-11-21T10:00:00.000Z", family="Emotet", kind=build.DISTRIBUTION)
+    by_id = _valid(objects)
+    indicator = next(o for o in objects if o["type"] == "indicator")
+    assert indicator["pattern"] == "[url:value = 'http://bad.example/o\\'neil%5Cx.exe']"
+    assert stix2.Indicator(**indicator, allow_custom=True).pattern == indicator["pattern"]
+    assert indicator["valid_from"] == indicator["created"] == "2026-11-20T10:00:00.000Z"
+    assert indicator["valid_until"] == indicator["modified"] == "2026-11-21T10:00:00.000Z"
+    assert indicator["confidence"] == 80 and indicator["object_marking_refs"] == [TLP["green"]]
+    links = {(by_id[o["source_ref"]]["type"], o["relationship_type"],
+              by_id[o["target_ref"]]["type"])
+             for o in objects if o["type"] == "relationship"}
+    assert links == {("indicator", "indicates", "malware"),
+                     ("indicator", "indicates", "infrastructure"),
+                     ("infrastructure", "consists-of", "url"),
+                     ("infrastructure", "delivers", "malware")}
+    # The same facts give the same objects; a host gone when first seen stays valid an instant.
+    again = build.infrastructure_objects(
+        context, v.sco("url", value=v.url("http://bad.example/o'neil\\x.exe")),
+        first_seen="2026-11-20T10:00:00.000Z", last_seen="2026-11-21T10:00:00.000Z",
+        valid_until="2026-11-21T10:00:00.000Z", family="emotet", kind=build.DISTRIBUTION)
+    assert again == objects
+    gone = build.infrastructure_objects(context, v.sco("ipv4-addr", value="203.0.113.9"),
+                                        first_seen="2026-11-20T10:00:00.000Z",
+                                        valid_until="2026-11-20T10:00:00.000Z")
+    assert _valid(gone)
+    assert gone[1]["valid_until"] == "2026-11-20T10:00:00.001Z"
+
+
+def test_a_malware_file_has_no_infrastructure():
+    context = Context("Test Feed", "amber")
+    sample = v.sco("file", hashes={"SHA-256": "a" * 64, "MD5": "b" * 32})
+    objects = build.infrastructure_objects(context, sample, first_seen="2026-11-20T10:00:00.000Z",
+                                           family="qakbot", kind=build.PAYLOAD)
+    _valid(objects)
+    assert [o["type"] for o in objects] == ["file", "indicator", "malware", "relationship"]
+    assert objects[1]["pattern"] == f"[file:hashes.MD5 = '{'b' * 32}' OR " \
+                                    f"file:hashes.'SHA-256' = '{'a' * 64}']"
+
+
+def test_victims_are_observed_and_sighted_never_indicated():
+    context = Context("Test Feed", "red", handling="H2")
+    victim = v.sco("ipv4-addr", value="192.0.2.5")
+    objects = build.victim_objects(context, [victim], seen="2026-11-20T10:00:00.000Z",
+                                   key=victim["id"], family="emotet")
+    by_id = _valid([*context.preamble(), *objects])
+    assert [o["type"] for o in objects] == ["ipv4-addr", "malware", "observed-data", "sighting"]
+    observed, sighting = objects[2], objects[3]
+    assert observed["x_exchange_data_subject"] == "victim"
+    assert sighting["where_sighted_refs"] == [context.source_id]
+    marking = by_id[observed["object_marking_refs"][1]]
+    assert marking["definition"] == {"statement": "Handling code: H2"}
+    assert observed["object_marking_refs"][0] == TLP["red"]
+    with pytest.raises(v.BadValue):
+        build.victim_objects(context, [victim], seen="2026-11-20T10:00:00.000Z", key="k")
+
+
+def test_fast_uuid5_is_rfc_4122_uuid5():
+    for name in (b"", b"emotet", "bücher".encode()):
+        assert v.uuid5(v.PROJECT_NAMESPACE, name) == str(uuid.uuid5(v.PROJECT_NAMESPACE,
+                                                                    name.decode()))

@@ -30,6 +30,7 @@ C2 = ("command-and-control", "controls")
 DISTRIBUTION = ("hosting-malware", "delivers")
 BOTNET = ("botnet", "controls")
 UNKNOWN = ("unknown", "")
+PAYLOAD = None  # a malware file itself: indicator and family, no infrastructure
 
 
 def malware(family: str) -> dict[str, Any]:
@@ -76,11 +77,12 @@ def relationship(context: Context, source: str, kind: str, target: str,
 def infrastructure_objects(
     context: Context, observable: dict[str, Any], *, first_seen: str,
     last_seen: str | None = None, valid_until: str | None = None,
-    family: str | None = None, kind: tuple[str, str] = C2, name: str | None = None,
+    family: str | None = None, kind: tuple[str, str] | None = C2, name: str | None = None,
     labels: tuple[str, ...] = (), references: tuple[dict[str, str], ...] = (),
     extra: dict[str, Any] | None = None, extra_name: str = "",
 ) -> list[dict[str, Any]]:
-    """Observable, indicator, infrastructure, malware family and their relationships.
+    """Observable, indicator, infrastructure, malware family and their relationships
+    (with `kind=PAYLOAD`, for a malware file: no infrastructure).
 
     `first_seen`/`last_seen`/`valid_until` are STIX timestamps from the data. `modified` is
     the newest of them, so a later report with newer facts makes a new version.
@@ -93,10 +95,11 @@ def infrastructure_objects(
     key = (context.source_id, observable["id"])
     family_obj = malware(family) if family else None
     what = f"{family_obj['name']} " if family_obj else ""
+    role = kind[0].replace("-", " ") if kind else "malware file"
     indicator: dict[str, Any] = {
         "type": "indicator", "spec_version": "2.1", "id": v.sdo_id("indicator", *key),
         "created": first_seen, "modified": modified,
-        "name": f"{what}{kind[0].replace('-', ' ')}: {label}"[:250],
+        "name": f"{what}{role}: {label}"[:250],
         "indicator_types": ["malicious-activity"], "pattern": pattern(observable),
         "pattern_type": "stix", "valid_from": first_seen,
     }
@@ -106,6 +109,17 @@ def infrastructure_objects(
         indicator["valid_until"] = valid_until if valid_until > first_seen else \
             v.later_by_millisecond(first_seen)
         indicator["modified"] = max(modified, indicator["valid_until"])
+    _describe(indicator, context, labels, references)
+    indicator[SUBJECT] = SUSPECT
+    if extra and extra_name:
+        indicator[extra_name] = extra
+    objects = [observable, stamp(indicator)]
+    if family_obj is not None:
+        objects.append(family_obj)
+        objects.append(relationship(context, indicator["id"], "indicates", family_obj["id"],
+                                    first_seen))
+    if kind is None:
+        return objects
     infra: dict[str, Any] = {
         "type": "infrastructure", "spec_version": "2.1",
         "id": v.sdo_id("infrastructure", *key), "created": first_seen,
@@ -114,26 +128,14 @@ def infrastructure_objects(
     }
     if last_seen and last_seen >= first_seen:
         infra["last_seen"] = last_seen
-    for obj in (indicator, infra):
-        if labels:
-            obj["labels"] = sorted(set(labels))
-        if references:
-            obj["external_references"] = list(references)
-        _apply_context(obj, context)
-    indicator[SUBJECT] = SUSPECT
-    if extra and extra_name:
-        indicator[extra_name] = extra
-    objects = [observable, stamp(indicator), stamp(infra)]
+    _describe(infra, context, labels, references)
+    objects.append(stamp(infra))
     objects.append(relationship(context, indicator["id"], "indicates", infra["id"], first_seen))
     objects.append(relationship(context, infra["id"], "consists-of", observable["id"],
                                 first_seen))
-    if family_obj is not None:
-        objects.append(family_obj)
-        objects.append(relationship(context, indicator["id"], "indicates", family_obj["id"],
+    if family_obj is not None and kind[1]:
+        objects.append(relationship(context, infra["id"], kind[1], family_obj["id"],
                                     first_seen))
-        if kind[1]:
-            objects.append(relationship(context, infra["id"], kind[1], family_obj["id"],
-                                        first_seen))
     return objects
 
 
@@ -171,6 +173,15 @@ def victim_objects(
     for obj in (observed, sighting):
         _apply_context(obj, context)
     return [*objects, target, stamp(observed), stamp(sighting)]
+
+
+def _describe(obj: dict[str, Any], context: Context, labels: tuple[str, ...],
+              references: tuple[dict[str, str], ...]) -> None:
+    if labels:
+        obj["labels"] = sorted(set(labels))
+    if references:
+        obj["external_references"] = list(references)
+    _apply_context(obj, context)
 
 
 def _apply_context(obj: dict[str, Any], context: Context) -> None:

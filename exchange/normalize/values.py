@@ -14,7 +14,7 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import orjson
 
@@ -145,7 +145,17 @@ def url(text: str) -> str:
     netloc = host if port is None or port == default_port else f"{host}:{port}"
     if parts.username or parts.password:
         netloc = parts.netloc.rsplit("@", 1)[0] + "@" + netloc
-    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, parts.fragment))
+    return urlunsplit((scheme, netloc, _escape(parts.path) or "/", _escape(parts.query),
+                       _escape(parts.fragment)))
+
+
+# RFC 3986 characters allowed in a path, query or fragment, and '%' of existing escapes.
+_URI_SAFE = "/?:@!$&'()*+,;=-._~%"
+
+
+def _escape(part: str) -> str:
+    """Percent-encode what a URI may not hold (spaces, backslashes, non-ASCII letters)."""
+    return quote(part, safe=_URI_SAFE)
 
 
 def hash_value(algorithm: str, text: str) -> str:
