@@ -30,8 +30,12 @@ def _decode(line: bytes) -> str:
     return line.decode("utf-8", "backslashreplace")
 
 
-def read_rows(path: Path) -> Iterator[tuple[list[str], None] | Row | Reject]:
-    """First the header (as a tuple with None), then each data row as a Row or a Reject."""
+def read_rows(path: Path, *, delimiter: str = ",", comment: bytes | None = None,
+              ) -> Iterator[tuple[list[str], None] | Row | Reject]:
+    """First the header (as a tuple with None), then each data row as a Row or a Reject.
+
+    Lines starting with `comment` (e.g. b"#") are skipped, before and after the header.
+    """
     source = str(path)
     header: list[str] | None = None
     with path.open("rb") as handle:
@@ -39,9 +43,9 @@ def read_rows(path: Path) -> Iterator[tuple[list[str], None] | Row | Reject]:
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
             text_line = line.rstrip(b"\r\n")
-            if not text_line.strip():
+            if not text_line.strip() or (comment and text_line.lstrip().startswith(comment)):
                 continue
-            reason, fields = _split(text_line)
+            reason, fields = _split(text_line, delimiter)
             raw = _decode(text_line)
             if header is None:
                 if reason is not None or fields is None:
@@ -63,7 +67,7 @@ def read_rows(path: Path) -> Iterator[tuple[list[str], None] | Row | Reject]:
         yield Reject(source, 0, "empty file: no header", "")
 
 
-def _split(line: bytes) -> tuple[str | None, list[str] | None]:
+def _split(line: bytes, delimiter: str) -> tuple[str | None, list[str] | None]:
     if len(line) > MAX_LINE:
         return f"line longer than {MAX_LINE} bytes", None
     if b"\x00" in line:
@@ -73,7 +77,7 @@ def _split(line: bytes) -> tuple[str | None, list[str] | None]:
     except UnicodeDecodeError as exc:
         return f"not UTF-8 ({exc.reason} at byte {exc.start})", None
     try:
-        fields = next(csv.reader([text], strict=True))
+        fields = next(csv.reader([text], delimiter=delimiter, strict=True))
     except (csv.Error, StopIteration) as exc:
         return f"not a CSV row: {exc}", None
     for value in fields:
