@@ -24,6 +24,9 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
+CONFLICT = "refused: a different object with this id and version is already stored"
+UNCHANGED = "already stored, unchanged"
+
 
 @dataclass(frozen=True, slots=True)
 class Checked:
@@ -57,7 +60,7 @@ def check_objects(objects: list[Any]) -> Checked:
             continue
         candidates.append(Candidate(
             id=facts.id, type=facts.type, spec_version=facts.spec_version, version=facts.version,
-            body=orjson.dumps(obj), canonical=orjson.dumps(obj, option=orjson.OPT_SORT_KEYS),
+            body=orjson.dumps(obj),
         ))
     return Checked(candidates, failures)
 
@@ -103,25 +106,42 @@ class Ingest:
             return None
         status, body = pending
         checked = self._checked.pop(status_id, None) or check_objects(parse_request(body))
+        return self.store.write(status.collection, checked.candidates, status_id,
+                                lambda outcomes: _complete(status, checked, outcomes))
+
+    def load(self, *, collection: str, checked: Checked) -> list[Outcome]:
+        """Store checked objects from a local bulk load (`taxii-exchange ingest`) at once.
+
+        The same checks and the same store write as a push; no status is recorded: the input
+        file is the durable copy and the command reports what the store did with each object.
+        """
+        done: list[Outcome] = []
 
         def finish(outcomes: list[Outcome]) -> Status:
-            status.pendings = []
-            status.failures = list(checked.failures)
-            status.successes = []
-            for outcome in outcomes:
-                detail = {"id": outcome.id, "version": outcome.version}
-                if outcome.conflict:
-                    detail["message"] = "refused: a different object with this id and version " \
-                                        "is already stored"
-                    status.failures.append(detail)
-                else:
-                    if not outcome.stored:
-                        detail["message"] = "already stored, unchanged"
-                    status.successes.append(detail)
-            status.status = COMPLETE
-            return status
+            done.extend(outcomes)
+            return Status(id="", api_root="", collection=collection, partner="",
+                          request_timestamp=0, total_count=len(outcomes), status=COMPLETE)
 
-        return self.store.write(status.collection, checked.candidates, status_id, finish)
+        self.store.write(collection, checked.candidates, None, finish)
+        return done
+
+
+def _complete(status: Status, checked: Checked, outcomes: list[Outcome]) -> Status:
+    """The final status of a request from what the store did with each object."""
+    status.pendings = []
+    status.failures = list(checked.failures)
+    status.successes = []
+    for outcome in outcomes:
+        detail = {"id": outcome.id, "version": outcome.version}
+        if outcome.conflict:
+            detail["message"] = CONFLICT
+            status.failures.append(detail)
+        else:
+            if not outcome.stored:
+                detail["message"] = UNCHANGED
+            status.successes.append(detail)
+    status.status = COMPLETE
+    return status
 
 
 class Worker:

@@ -60,7 +60,6 @@ class Candidate:
     spec_version: str
     version: str | None  # None: unversioned (SCO); the store uses its first date_added
     body: bytes
-    canonical: bytes  # key-sorted JSON, to tell an identical re-post from a conflicting one
 
 
 @dataclass(frozen=True, slots=True)

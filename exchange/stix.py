@@ -117,14 +117,15 @@ def _checked_fraction(value: str) -> str | None:
     return match.group(1) or ""
 
 
-@functools.lru_cache(maxsize=8192)
 def version_key(value: str) -> str:
     """A string that sorts like the timestamp it encodes, equal for equal instants.
 
     Keeps sub-microsecond precision (STIX allows any), so two versions never collapse.
     """
-    _, fraction = parse_timestamp(value)
-    return value[:19] + "." + fraction.rstrip("0")
+    fraction = _checked_fraction(value)
+    if fraction is None:
+        parse_timestamp(value)  # raises, saying what is wrong
+    return value[:19] + "." + (fraction or "").rstrip("0")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -143,8 +144,14 @@ def timestamp_micros(value: str, name: str = "timestamp") -> int:
 
 def format_micros(micros: int) -> str:
     """Integer microseconds as a TAXII timestamp with microsecond precision."""
-    moment = _EPOCH + timedelta(microseconds=micros)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    seconds, fraction = divmod(micros, 1_000_000)
+    return f"{_format_second(seconds)}.{fraction:06d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_second(seconds: int) -> str:
+    """Cached: the date_added of a batch of objects falls within the same second or two."""
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def now_micros() -> int:
@@ -178,17 +185,21 @@ def check_object(obj: Any) -> ObjectFacts:
 
 def _check_properties(obj: dict[str, Any], obj_type: str) -> str | None:
     for name, value in obj.items():
-        if name != "id" and not _PROPERTY_RE.match(name):
-            raise InvalidObject(f"property name {name!r} must be lower-case letters, digits, '_'")
-        if name in TIMESTAMP_PROPERTIES:
-            _timestamp(value, name)
-        elif name.endswith("_ref"):
+        kind = _property_kind(name)
+        if kind is _PLAIN:
+            continue
+        if kind is _TIMESTAMP:
+            if not isinstance(value, str) or _checked_fraction(value) is None:
+                _timestamp(value, name)
+        elif kind is _REF:
             _identifier(value, name)
-        elif name.endswith("_refs"):
+        elif kind is _REFS:
             if not isinstance(value, list) or not value:
                 raise InvalidObject(f"{name!r} must be a non-empty list of identifiers")
             for item in value:
                 _identifier(item, name)
+        elif name != "id":
+            raise InvalidObject(f"property name {name!r} must be lower-case letters, digits, '_'")
     for name in REQUIRED.get(obj_type, ()):
         if name not in obj:
             raise InvalidObject(f"{obj_type} requires {name!r}")
@@ -220,5 +231,27 @@ def _timestamp(value: Any, name: str) -> None:
 
 
 def _identifier(value: Any, name: str) -> None:
-    if not isinstance(value, str) or not IDENTIFIER_RE.match(value):
+    if not isinstance(value, str) or not _good_identifier(value):
         raise InvalidObject(f"{name!r} holds {value!r}, not a STIX identifier")
+
+
+_PLAIN, _TIMESTAMP, _REF, _REFS, _BAD = "plain", "timestamp", "ref", "refs", "bad"
+
+
+# Cached: a push repeats the same property names, and references to the same few objects
+# (its author, its markings), across thousands of objects.
+@functools.lru_cache(maxsize=4096)
+def _property_kind(name: str) -> str:
+    """What a property name asks to be checked: a timestamp, a reference, references."""
+    if not _PROPERTY_RE.match(name):
+        return _BAD
+    if name in TIMESTAMP_PROPERTIES:
+        return _TIMESTAMP
+    if name.endswith("_ref"):
+        return _REF
+    return _REFS if name.endswith("_refs") else _PLAIN
+
+
+@functools.lru_cache(maxsize=16384)
+def _good_identifier(value: str) -> bool:
+    return IDENTIFIER_RE.match(value) is not None

@@ -119,7 +119,7 @@ def test_parser_contract(name: str, samples: dict[str, list[Sample]]):
 
 
 def _check_contract(name: str, sample: Sample) -> None:
-    produced, rejects, tally = run(name, sample.path)
+    produced, rejects, tally = run(name, sample.path, settings=sample.settings)
     # Every record is read and either converted or rejected with its provenance.
     assert tally.read == sample.good + sample.bad, sample
     assert len(rejects) == sample.bad, (sample, [r.reason for r in rejects])
@@ -152,7 +152,7 @@ def _check_contract(name: str, sample: Sample) -> None:
             assert not any(item.obj["pattern"] == build.pattern(p.obj) for p in produced
                            if p.obj["id"] in victims)
     # Deterministic: a second run gives the very same objects (no clock, no random ids).
-    again, _, _ = run(name, sample.path)
+    again, _, _ = run(name, sample.path, settings=sample.settings)
     assert [p.obj for p in again] == [p.obj for p in produced]
 
 
@@ -164,7 +164,7 @@ def test_golden_files(name: str, samples: dict[str, list[Sample]]):
     and review the diff.
     """
     sample = samples[name][0]
-    produced, rejects, _ = run(name, sample.path)
+    produced, rejects, _ = run(name, sample.path, settings=sample.settings)
     found = {
         "objects": [p.obj for p in produced],
         "rejects": [{"source": str(Path(r.source).relative_to(sample.path.parent)),

@@ -7,6 +7,7 @@ then listing it in BACKENDS and in the `backend` fixture's params.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -85,8 +86,7 @@ def candidate(obj: dict[str, Any], body: bytes | None = None) -> Candidate:
     """A candidate as ingest makes one; `body` may be any serialisation of `obj`."""
     version = obj.get("modified", obj.get("created"))
     return Candidate(id=obj["id"], type=obj["type"], spec_version=obj["spec_version"],
-                     version=version, body=body if body is not None else orjson.dumps(obj),
-                     canonical=orjson.dumps(obj, option=orjson.OPT_SORT_KEYS))
+                     version=version, body=body if body is not None else orjson.dumps(obj))
 
 
 def write(store: Store, *objects: dict[str, Any] | Candidate, collection: str = COLL,
@@ -542,7 +542,7 @@ def test_sqlite_read_by_id_seeks_the_id_index(tmp_path: Path):
     try:
         write(store, *(sdo(i) for i in range(50)))
         plan = store.explain(Query(collection=COLL, limit=1000, ids=(ONE,)))
-        assert "USING INDEX objects_version (coll=? AND id=?)" in plan, plan
+        assert "USING INDEX objects_id (coll=? AND idh=?)" in plan, plan
         assert "SCAN objects" not in plan, plan
     finally:
         store.close()
@@ -558,3 +558,42 @@ def test_everything_survives_reopening_the_store(opener: Opener):
     assert versions_of(read(again)) == [(ONE, V1)]
     assert again.pending_request(status.id) == (status, b"{}")
     assert again.get_status(ROOT, status.id) == status
+
+
+V1_SCHEMA = """
+CREATE TABLE objects (seq INTEGER PRIMARY KEY, coll TEXT NOT NULL, id TEXT NOT NULL,
+    type TEXT NOT NULL, vkey TEXT NOT NULL, version TEXT NOT NULL, spec TEXT NOT NULL,
+    added INTEGER NOT NULL, last INTEGER NOT NULL, first INTEGER NOT NULL,
+    spec_latest INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE UNIQUE INDEX objects_version ON objects (coll, id, vkey, spec);
+CREATE UNIQUE INDEX objects_added ON objects (coll, added);
+CREATE TABLE clock (coll TEXT PRIMARY KEY, added INTEGER NOT NULL);
+"""
+
+
+def test_a_schema_1_file_is_migrated_on_open(tmp_path: Path):
+    """Files written before collection keys and id hashes keep their objects and order."""
+    path = tmp_path / "v1.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(V1_SCHEMA)
+    rows = [(COLL, sdo(1)), (COLL, sdo(1, V2)), (OTHER, sdo(2))]
+    for added, (coll, obj) in enumerate(rows, start=1):
+        last = int(obj["modified"] == V2 or coll == OTHER)
+        old.execute("INSERT INTO objects (coll, id, type, vkey, version, spec, added, last, "
+                    "first, spec_latest, body) VALUES (?, ?, ?, ?, ?, '2.1', ?, ?, ?, 1, ?)",
+                    (coll, obj["id"], obj["type"], version_key(obj["modified"]),
+                     obj["modified"], added, last, int(obj["modified"] == V1),
+                     orjson.dumps(obj)))
+    old.execute("INSERT INTO clock VALUES (?, 2), (?, 3)", (COLL, OTHER))
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    store.open()
+    try:
+        assert versions_of(read(store, versions=(ALL,))) == [(ONE, V1), (ONE, V2)]
+        assert versions_of(read(store)) == [(ONE, V2)]
+        assert [orjson.loads(e.body) for e in read(store, OTHER)] == [sdo(2)]
+        write(store, sdo(3))  # and it takes new writes after the old ones
+        assert [e.id for e in read(store)] == [ONE, sdo(3)["id"]]
+    finally:
+        store.close()

@@ -159,6 +159,9 @@ class Parser(ABC):
     # Settings a format accepts (`--option NAME=VALUE`), described for `formats`.
     options: ClassVar[tuple[Field, ...]] = ()
     reads_directories: ClassVar[bool] = False  # True: each PATH is a directory, not a file
+    # True: this exchange authors the objects (new facts under an old timestamp become a new
+    # version); False: they pass through as their producer made them.
+    authors_objects: ClassVar[bool] = True
 
     def __init__(self, settings: dict[str, str] | None = None) -> None:
         self.settings = dict(settings or {})

@@ -16,10 +16,8 @@ from ..errors import ConfigError
 from ..ingest import Ingest
 from . import PARSERS
 from .base import Context
-from .run import Run
+from .run import Run, progress_stream
 from .values import BadValue
-
-PARTNER = "cli"  # the status records who pushed: the local command line
 
 
 def formats() -> int:
@@ -88,8 +86,10 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
             else:
                 def write(line: bytes) -> object:
                     return sys.stderr.write(line.decode())
-            run = Run(Ingest(store), api_root=target.api_root, collection=target.id,
-                      partner=PARTNER, rejects=write)
+            # The progress line shares standard error only when rejects go to a file.
+            show = not args.no_progress and args.rejects
+            run = Run(Ingest(store), collection=target.id, rejects=write,
+                      progress=progress_stream() if show else None)
             tally = run.files(parser, paths, context)
     finally:
         store.close()

@@ -1,69 +1,235 @@
-"""Drive parsers over input files into a collection, through the one write path (Ingest).
+"""Drive a parser over input files into a collection, through the one write path (Ingest).
 
-Objects go to `Ingest.accept` and `Ingest.process` in batches of at most `BATCH` objects, so
-memory stays flat in the input size. Rejected rows, and objects the ingest path refuses, are
-written as JSON lines (source file, row number, reason, raw line) and counted.
+Two stages: the producer reads and converts the input and checks each object with the same
+checks as a TAXII push (`ingest.check_objects`); the loader stores the checked batches
+(`Ingest.load`). On a large input the producer runs in a child process, so both stages use a
+core each; on a small one it runs in this process. Either way it is the same code, and memory
+stays flat: batches of at most `BATCH` objects, and the pipe between the stages blocks the
+producer while the loader is behind.
+
+Rejected records, and objects the store refuses, are written as JSON lines (source file, row
+number, reason, raw line) and counted. When the source gives new facts about an object without
+a newer timestamp (e.g. a URL now offline, last seen at the same time), the store's conflict
+becomes a new version one millisecond after the newest stored one; the same facts again are
+unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import multiprocessing
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TextIO
 
 import orjson
 
-from ..ingest import Ingest
+from ..ingest import CONFLICT, Checked, Ingest, check_objects
+from ..model import LAST, Candidate, Query
 from .base import Context, Parser, Produced, Reject, Tally, normalize
+from .values import later_by_millisecond
 
-BATCH = 1000
+BATCH = 2000  # objects per store transaction
+PARALLEL_BYTES = 4 * 1024 * 1024  # inputs at least this large get a producer process
+
+
+@dataclass(slots=True)
+class Batch:
+    """Checked objects with where each came from, plus the rejects met on the way."""
+
+    candidates: list[Candidate]
+    origins: list[tuple[str, int, str]]  # (source, row, raw) of each candidate's record
+    rejects: list[Reject]
+    done_bytes: int  # input consumed so far, for the progress line
+    read: int  # records read so far, for the progress line
+
+
+def produce(parser: Parser, paths: list[Path], context: Context, tally: Tally,
+            batch_size: int = BATCH) -> Iterator[Batch]:
+    """Every input object checked and batched, with the rejects in input order."""
+    objects: list[Produced] = []
+    rejects: list[Reject] = []
+    done = 0
+
+    def emit() -> Batch:
+        nonlocal objects, rejects
+        checked = check_objects([p.obj for p in objects])
+        by_id: dict[str, Produced] = {}
+        for produced in objects:
+            by_id.setdefault(str(produced.obj.get("id")), produced)
+        origins = [_origin(by_id[c.id]) for c in checked.candidates]
+        for failure in checked.failures:
+            found = by_id.get(failure["id"])
+            source, row, raw = _origin(found) if found else ("", 0, "")
+            raw = raw or (orjson.dumps(found.obj).decode() if found else "")
+            rejects.append(Reject(source, row, f"invalid STIX: {failure['message']}", raw))
+        tally.rejected += len(checked.failures)
+        batch = Batch(checked.candidates, origins, rejects, done, tally.read)
+        objects, rejects = [], []
+        return batch
+
+    last_record = None
+    for path in paths:
+        for item in normalize(parser, path, context, tally):
+            if isinstance(item, Reject):
+                tally.rejected += 1
+                rejects.append(item)
+                done += len(item.raw) + 1
+                continue
+            if item.record is not None and item.record is not last_record:
+                last_record = item.record
+                done += len(item.record.raw) + 1
+            tally.produced += 1
+            objects.append(item)
+            if len(objects) >= batch_size:
+                yield emit()
+    yield emit()
+
+
+def _origin(produced: Produced) -> tuple[str, int, str]:
+    record = produced.record
+    return (record.source, record.row, record.raw) if record else ("", 0, "")
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+    return path.stat().st_size
 
 
 class Run:
-    def __init__(self, ingest: Ingest, *, api_root: str, collection: str, partner: str,
-                 rejects: Callable[[bytes], object], batch: int = BATCH) -> None:
-        self.ingest, self.api_root, self.collection = ingest, api_root, collection
-        self.partner, self.rejects, self.batch_size = partner, rejects, batch
+    def __init__(self, ingest: Ingest, *, collection: str, rejects: Callable[[bytes], object],
+                 batch: int = BATCH, progress: TextIO | None = None) -> None:
+        self.ingest, self.collection = ingest, collection
+        self.rejects, self.batch_size = rejects, batch
+        self.progress = progress
         self.tally = Tally()
-        self._batch: list[Produced] = []
 
-    def files(self, parser: Parser, paths: Iterable[Path], context: Context) -> Tally:
-        for path in paths:
-            for item in normalize(parser, path, context, self.tally):
-                if isinstance(item, Reject):
-                    self._reject(item)
-                    continue
-                self.tally.produced += 1
-                self._batch.append(item)
-                if len(self._batch) >= self.batch_size:
-                    self.flush()
-        self.flush()
+    def files(self, parser: Parser, paths: Iterable[Path], context: Context,
+              parallel: bool | None = None) -> Tally:
+        paths = list(paths)
+        total = sum(_size(p) for p in paths)
+        if parallel is None:
+            parallel = total >= PARALLEL_BYTES
+        started = time.monotonic()
+        batches = self._in_child(parser, paths, context) if parallel else \
+            produce(parser, paths, context, self.tally, self.batch_size)
+        for batch in batches:
+            for reject in batch.rejects:  # counted by the producer
+                self._reject(reject)
+            if batch.candidates:
+                self._load(batch, parser.authors_objects)
+            self._show(batch.done_bytes, batch.read, total, started)
+        self._show(total, self.tally.read, total, started, final=True)
         return self.tally
 
-    def flush(self) -> None:
-        if not self._batch:
-            return
-        batch, self._batch = self._batch, []
-        body = orjson.dumps({"objects": [p.obj for p in batch]})
-        status = self.ingest.accept(api_root=self.api_root, collection=self.collection,
-                                    partner=self.partner, body=body)
-        done = self.ingest.process(status.id) or status
-        for success in done.successes:
-            if "message" in success:
-                self.tally.unchanged += 1
-            else:
+    def _in_child(self, parser: Parser, paths: list[Path], context: Context) -> Iterator[Batch]:
+        """The producer in a child process; its tally comes back with the last batch."""
+        methods = multiprocessing.get_all_start_methods()
+        mp: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        receive, send = mp.Pipe(duplex=False)
+        child = mp.Process(target=_producer, name="ingest-producer", daemon=True,
+                           args=(send, parser, paths, context, self.batch_size))
+        child.start()
+        send.close()
+        try:
+            while True:
+                try:
+                    kind, payload = receive.recv()
+                except EOFError:
+                    raise RuntimeError("the input reader stopped unexpectedly") from None
+                if kind == "batch":
+                    yield payload
+                elif kind == "failed":
+                    raise RuntimeError(f"the input reader failed: {payload}")
+                else:
+                    read, produced, rejected = payload
+                    self.tally.read += read
+                    self.tally.produced += produced
+                    self.tally.rejected += rejected
+                    return
+        finally:
+            receive.close()
+            child.join(timeout=5)
+            if child.is_alive():
+                child.kill()
+
+    def _load(self, batch: Batch, authored: bool) -> None:
+        outcomes = self.ingest.load(collection=self.collection,
+                                    checked=Checked(batch.candidates, []))
+        conflicts = set()
+        for outcome in outcomes:
+            if outcome.conflict:
+                conflicts.add(outcome.id)
+            elif outcome.stored:
                 self.tally.stored += 1
-        if not done.failures:
+            else:
+                self.tally.unchanged += 1
+        if not conflicts:
             return
-        origin: dict[str, Produced] = {}
-        for produced in batch:
-            origin.setdefault(str(produced.obj.get("id")), produced)
-        for failure in done.failures:
-            found = origin.get(failure.get("id", ""))
-            record = found.record if found else None
-            raw = record.raw if record else orjson.dumps(found.obj).decode() if found else ""
-            self._reject(Reject(record.source if record else "", record.row if record else 0,
-                                f"refused by ingest: {failure.get('message', '')}", raw))
+        renewed: list[Candidate] = []
+        for candidate, origin in zip(batch.candidates, batch.origins, strict=True):
+            if candidate.id not in conflicts:
+                continue
+            newer = self._new_version(candidate) if authored else None
+            if newer is None and authored:  # the newest stored version says the same
+                self.tally.unchanged += 1
+            elif newer is None:
+                self.tally.rejected += 1
+                self._reject(Reject(*origin[:2], f"refused by ingest: {CONFLICT}", origin[2]))
+            else:
+                renewed.append(newer)
+        if renewed:
+            self._load(Batch(renewed, [("", 0, "")] * len(renewed), [], 0, 0), authored=False)
+
+    def _new_version(self, candidate: Candidate) -> Candidate | None:
+        """New facts under an old timestamp: a version after the newest stored one, or None
+        when the newest stored version already says the same."""
+        page = self.ingest.store.query(Query(collection=self.collection, limit=1,
+                                             ids=(candidate.id,), versions=(LAST,)),
+                                       with_body=True)
+        obj = orjson.loads(candidate.body)
+        stored = orjson.loads(page.entries[0].body) if page.entries else {}
+        if {k: x for k, x in stored.items() if k != "modified"} == \
+                {k: x for k, x in obj.items() if k != "modified"}:
+            return None
+        obj["modified"] = later_by_millisecond(max(stored.get("modified", ""), obj["modified"]))
+        renewed = check_objects([obj]).candidates
+        return renewed[0] if renewed else None
 
     def _reject(self, reject: Reject) -> None:
-        self.tally.rejected += 1
         self.rejects(orjson.dumps(reject.as_json()) + b"\n")
+
+    def _show(self, done: int, read: int, total: int, started: float,
+              final: bool = False) -> None:
+        """One progress line, rewritten in place, for inputs that take a while."""
+        elapsed = time.monotonic() - started
+        if self.progress is None or (elapsed < 1 and not final) or total == 0:
+            return
+        share = min(done / total, 1.0)
+        rate = read / elapsed if elapsed else 0
+        bar = "#" * int(share * 30)
+        self.progress.write(f"\r[{bar:<30}] {share:4.0%} {read:,} records "
+                            f"{rate:,.0f}/s" + ("\n" if final else ""))
+        self.progress.flush()
+
+
+def _producer(send: Any, parser: Parser, paths: list[Path], context: Context,
+              batch_size: int) -> None:
+    """Child process body: send each batch, then the tally (or why it failed)."""
+    tally = Tally()
+    try:
+        for batch in produce(parser, paths, context, tally, batch_size):
+            send.send(("batch", batch))
+        send.send(("tally", (tally.read, tally.produced, tally.rejected)))
+    except BaseException as exc:  # the parent must hear of it rather than wait forever
+        send.send(("failed", repr(exc)))
+    finally:
+        send.close()
+
+
+def progress_stream() -> TextIO | None:
+    """Standard error when it is a terminal; no progress line in logs and pipes."""
+    return sys.stderr if sys.stderr.isatty() else None

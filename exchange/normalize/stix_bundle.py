@@ -30,6 +30,7 @@ class StixBundle(Parser):
         Field("type", "'bundle' for a bundle; absent for an envelope"),
     )
     default_source = "STIX bundle import"
+    authors_objects = False
 
     def records(self, path: Path) -> Iterator[Record | Reject]:
         source = str(path)

@@ -57,11 +57,12 @@ def canonical_json(value: Any) -> bytes:
 def uuid5(namespace: uuid.UUID, name: bytes) -> str:
     """RFC 4122 UUIDv5 as text, as `uuid.uuid5` computes it, without building UUID objects
     (ids are built for every object of every row)."""
-    digest = bytearray(hashlib.sha1(namespace.bytes + name).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    text = digest.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    h = hashlib.sha1(namespace.bytes + name).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
+
+
+# The RFC 4122 variant bits (10xx) set on a hex digit.
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 def sco_id(obj_type: str, properties: dict[str, Any]) -> str:
@@ -84,8 +85,16 @@ def sco_id(obj_type: str, properties: dict[str, Any]) -> str:
 
 def sco(obj_type: str, **properties: Any) -> dict[str, Any]:
     """A cyber observable with its deterministic id."""
-    return {"type": obj_type, "spec_version": "2.1", "id": sco_id(obj_type, properties),
-            **properties}
+    if len(properties) == 1 and "value" in properties:  # addresses, domains, URLs: cached
+        ident = _value_id(obj_type, properties["value"])
+    else:
+        ident = sco_id(obj_type, properties)
+    return {"type": obj_type, "spec_version": "2.1", "id": ident, **properties}
+
+
+@functools.lru_cache(maxsize=65536)
+def _value_id(obj_type: str, value: str) -> str:
+    return sco_id(obj_type, {"value": value})
 
 
 @functools.lru_cache(maxsize=4096)
@@ -95,6 +104,7 @@ def sdo_id(obj_type: str, *natural_key: str) -> str:
     return f"{obj_type}--{uuid5(PROJECT_NAMESPACE, name)}"
 
 
+@functools.lru_cache(maxsize=65536)
 def ip_address(text: str) -> tuple[str, str]:
     """(STIX type, canonical value) of an IPv4 or IPv6 address: `999.1.1.1` is refused."""
     try:
@@ -181,14 +191,28 @@ _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f
                  "%Y-%m-%dT%H:%M:%S.%f")
 
 
+_USUAL_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)[ T](\d\d):(\d\d):(\d\d)(?:\.(\d{1,6}))?")
+
+
+@functools.lru_cache(maxsize=8192)
 def timestamp(text: str) -> str:
     """A source time (UTC; `2024-01-31 12:00:00`, ISO 8601 with Z or +00:00) as a STIX
-    timestamp precise to the millisecond (what `created` and `modified` require)."""
+    timestamp precise to the millisecond (what `created` and `modified` require).
+
+    Cached, with a fast path for the usual form: every row of a report carries one."""
     value = text.strip()
     if value.endswith("Z"):
         value = value[:-1]
     elif value.endswith("+00:00") or value.endswith("+0000"):
         value = value.rsplit("+", 1)[0]
+    usual = _USUAL_TIME.fullmatch(value)
+    if usual is not None:
+        year, month, day, hour, minute, second, fraction = usual.groups()
+        try:
+            datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+        except ValueError:
+            raise BadValue(f"not a UTC date and time: {text[:80]!r}") from None
+        return f"{year}-{month}-{day}T{hour}:{minute}:{second}.{(fraction or '') + '000':.3}Z"
     for form in _TIME_FORMATS:
         try:
             moment = datetime.strptime(value, form).replace(tzinfo=UTC)

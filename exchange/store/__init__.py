@@ -19,11 +19,12 @@ class Store(Protocol):
     def query(self, query: Query, *, with_body: bool) -> Page:
         """Entries matching `query`, oldest date_added first, at most `query.limit`."""
 
-    def write(self, collection: str, candidates: Sequence[Candidate], status_id: str,
+    def write(self, collection: str, candidates: Sequence[Candidate], status_id: str | None,
               finish: Callable[[list[Outcome]], Status]) -> Status | None:
         """Store candidates and the final status `finish` makes of their outcomes, atomically.
 
-        Returns None when the request was already complete (another process did it)."""
+        Returns None when the request was already complete (another process did it). With no
+        `status_id` (a local bulk load, which keeps its own account) no status is recorded."""
 
     def delete(self, collection: str, object_id: str, versions: tuple[str, ...],
                spec_versions: tuple[str, ...]) -> int:

@@ -8,6 +8,7 @@ objects.
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -18,13 +19,20 @@ from typing import Any
 
 import orjson
 
+from ..errors import ConfigError
 from ..model import ALL, COMPLETE, FIRST, LAST, Candidate, Entry, Outcome, Page, Query, Status
 from ..stix import format_micros, now_micros, version_key
 
+SCHEMA_VERSION = 2
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS colls (
+    key INTEGER PRIMARY KEY,     -- compact collection key used in every objects index
+    id TEXT NOT NULL UNIQUE
+);
 CREATE TABLE IF NOT EXISTS objects (
     seq INTEGER PRIMARY KEY,
-    coll TEXT NOT NULL,
+    coll INTEGER NOT NULL,       -- colls.key
+    idh INTEGER NOT NULL,        -- 64-bit hash of id (id_hash): a compact key for id lookups
     id TEXT NOT NULL,
     type TEXT NOT NULL,
     vkey TEXT NOT NULL,          -- version as a sortable key (stix.version_key)
@@ -36,7 +44,7 @@ CREATE TABLE IF NOT EXISTS objects (
     spec_latest INTEGER NOT NULL,-- 1 on the newest spec_version of this id and version
     body BLOB NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS objects_version ON objects (coll, id, vkey, spec);
+CREATE INDEX IF NOT EXISTS objects_id ON objects (coll, idh);
 CREATE UNIQUE INDEX IF NOT EXISTS objects_added ON objects (coll, added);
 CREATE INDEX IF NOT EXISTS objects_latest ON objects (coll, added)
     WHERE last = 1 AND spec_latest = 1;
@@ -58,14 +66,24 @@ CREATE TABLE IF NOT EXISTS statuses (
 CREATE INDEX IF NOT EXISTS statuses_pending ON statuses (state) WHERE state = 'pending';
 """
 
-_FLAGS = """
+# The rows of one id: its hash narrows the index range, the id itself settles collisions.
+_ONE_ID = "coll = :c AND idh = :h AND id = :i"
+_FLAGS = f"""
 UPDATE objects SET
-    last = (vkey = (SELECT max(vkey) FROM objects WHERE coll = :c AND id = :i)),
-    first = (vkey = (SELECT min(vkey) FROM objects WHERE coll = :c AND id = :i)),
+    last = (vkey = (SELECT max(vkey) FROM objects WHERE {_ONE_ID})),
+    first = (vkey = (SELECT min(vkey) FROM objects WHERE {_ONE_ID})),
     spec_latest = (spec = (SELECT max(o.spec) FROM objects o
-                           WHERE o.coll = :c AND o.id = :i AND o.vkey = objects.vkey))
-WHERE coll = :c AND id = :i
+                           WHERE o.coll = :c AND o.idh = :h AND o.id = :i
+                           AND o.vkey = objects.vkey))
+WHERE {_ONE_ID}
 """
+
+
+def id_hash(object_id: str) -> int:
+    """A signed 64-bit hash of an id: index keys stay small and inserts cheap, where the id
+    text (about 50 bytes, random) made the id index the main cost of every write."""
+    digest = hashlib.blake2b(object_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class SQLiteStore:
@@ -73,13 +91,20 @@ class SQLiteStore:
         self.path = str(path)
         self._local = threading.local()
         self._opened = False
+        self._keys: dict[str, int] = {}  # collection id -> colls.key (never changes)
 
     # -- connections -------------------------------------------------------------------
     def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0 and _has_v1_objects(conn):
+            _migrate_v1(conn)
+        elif version > SCHEMA_VERSION:
+            raise ConfigError(f"{self.path} was written by a newer version (schema {version})")
         conn.executescript(SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._opened = True
 
     def close(self) -> None:
@@ -112,81 +137,90 @@ class SQLiteStore:
             raise
         conn.execute("COMMIT")
 
+    def _key(self, conn: sqlite3.Connection, collection: str, *, create: bool) -> int | None:
+        key = self._keys.get(collection)
+        if key is None:
+            row = conn.execute("SELECT key FROM colls WHERE id = ?", (collection,)).fetchone()
+            if row is None and create:  # only inside a write transaction
+                row = conn.execute("INSERT INTO colls (id) VALUES (?) RETURNING key",
+                                   (collection,)).fetchone()
+            if row is None:
+                return None
+            key = self._keys[collection] = row[0]
+        return key
+
     # -- reads -------------------------------------------------------------------------
     def query(self, query: Query, *, with_body: bool) -> Page:
+        conn = self._conn()
+        key = self._key(conn, query.collection, create=False)
+        if key is None:
+            return Page([], False)
         columns = "id, version, added, spec" + (", body" if with_body else "")
-        sql, args = _select(query, columns)
-        rows = self._conn().execute(sql, (*args, query.limit + 1)).fetchall()
+        sql, args = _select(key, query, columns)
+        rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
         more = len(rows) > query.limit
         entries = [Entry(*row) for row in rows[: query.limit]]
         return Page(entries, more)
 
     def explain(self, query: Query) -> str:
         """The query plan of a read, for tests that hold every read to an index scan."""
-        sql, args = _select(query, "id, version, added, spec, body")
+        sql, args = _select(0, query, "id, version, added, spec, body")
         rows = self._conn().execute(f"EXPLAIN QUERY PLAN {sql}",
                                     (*args, query.limit + 1)).fetchall()
         return "\n".join(str(row[-1]) for row in rows)
 
     # -- writes ------------------------------------------------------------------------
-    def write(self, collection: str, candidates: Sequence[Candidate], status_id: str,
+    def write(self, collection: str, candidates: Sequence[Candidate], status_id: str | None,
               finish: Callable[[list[Outcome]], Status]) -> Status | None:
         with self._write() as conn:
-            row = conn.execute("SELECT state FROM statuses WHERE id = ?", (status_id,)).fetchone()
-            if row is not None and row[0] == COMPLETE:
-                return None  # another process finished this request first
+            if status_id is not None:
+                row = conn.execute("SELECT state FROM statuses WHERE id = ?",
+                                   (status_id,)).fetchone()
+                if row is not None and row[0] == COMPLETE:
+                    return None  # another process finished this request first
+            key = self._key(conn, collection, create=True)
+            assert key is not None
             clock = conn.execute("SELECT added FROM clock WHERE coll = ?", (collection,)).fetchone()
-            last_added = max(clock[0] if clock else 0, now_micros() - 1)
-            known = _stored_versions(conn, collection, {c.id for c in candidates})
-            outcomes = []
+            added = max(clock[0] if clock else 0, now_micros() - 1)
+            hashes = {c.id: id_hash(c.id) for c in candidates}
+            known = _stored_versions(conn, key, hashes)
+            outcomes, rows, reflag = [], [], set()
             for candidate in candidates:
-                rows = known.setdefault(candidate.id, [])
-                outcome, used = self._write_one(conn, collection, candidate, last_added + 1, rows)
+                existing = known.setdefault(candidate.id, [])
+                outcome, row = _place(candidate, added + 1, existing)
                 outcomes.append(outcome)
-                last_added += used
+                if row is not None:
+                    added += 1
+                    rows.append((key, hashes[candidate.id], candidate.id, *row))
+                    if len(existing) > 1:
+                        reflag.add(candidate.id)
+            conn.executemany(
+                "INSERT INTO objects (coll, idh, id, type, vkey, version, spec, added, last, "
+                "first, spec_latest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 1, 1, ?)", rows)
+            conn.executemany(_FLAGS, [{"c": key, "h": hashes[i], "i": i} for i in reflag])
             conn.execute(
                 "INSERT INTO clock (coll, added) VALUES (?, ?) "
                 "ON CONFLICT (coll) DO UPDATE SET added = excluded.added",
-                (collection, last_added),
+                (collection, added),
             )
             status = finish(outcomes)
-            _save_status(conn, status, None)
+            if status_id is not None:
+                _save_status(conn, status, None)
         return status
-
-    def _write_one(self, conn: sqlite3.Connection, collection: str, candidate: Candidate,
-                   added: int, existing: list[tuple[Any, ...]]) -> tuple[Outcome, int]:
-        """Store one candidate; `existing` (its id's stored versions) is updated in place."""
-        if candidate.version is None:  # unversioned: one version, stamped with its date_added
-            same = existing
-            version = format_micros(added)
-        else:
-            vkey = version_key(candidate.version)
-            same = [r for r in existing if r[0] == vkey and r[2] == candidate.spec_version]
-            version = candidate.version
-        if same:
-            identical = _canonical(same[0][3]) == candidate.canonical
-            return Outcome(candidate.id, same[0][1], stored=False, conflict=not identical), 0
-        key = version_key(version)
-        conn.execute(
-            "INSERT INTO objects (coll, id, type, vkey, version, spec, added, last, first, "
-            "spec_latest, body) VALUES (?, ?, ?, ?, ?, ?, ?, 1, 1, 1, ?)",
-            (collection, candidate.id, candidate.type, key, version,
-             candidate.spec_version, added, candidate.body),
-        )
-        if existing:
-            conn.execute(_FLAGS, {"c": collection, "i": candidate.id})
-        existing.append((key, version, candidate.spec_version, candidate.body))
-        return Outcome(candidate.id, version, stored=True), 1
 
     def delete(self, collection: str, object_id: str, versions: tuple[str, ...],
                spec_versions: tuple[str, ...]) -> int:
-        # Without match[spec_version], a delete takes every spec version of what it matches.
-        where, args = _where(collection, versions, spec_versions, every_spec=True)
         with self._write() as conn:
-            gone = conn.execute(f"DELETE FROM objects WHERE {where} AND id = ?",
-                                (*args, object_id)).rowcount
+            key = self._key(conn, collection, create=False)
+            if key is None:
+                return 0
+            # Without match[spec_version], a delete takes every spec version of what it matches.
+            where, args = _where(key, versions, spec_versions, every_spec=True)
+            one = {"c": key, "h": id_hash(object_id), "i": object_id}
+            gone = conn.execute(f"DELETE FROM objects WHERE {where} AND idh = ? AND id = ?",
+                                (*args, one["h"], object_id)).rowcount
             if gone:
-                conn.execute(_FLAGS, {"c": collection, "i": object_id})
+                conn.execute(_FLAGS, one)
         return gone
 
     # -- statuses ----------------------------------------------------------------------
@@ -223,24 +257,25 @@ class SQLiteStore:
         return _status(row[:7]), row[7]
 
 
-def _select(query: Query, columns: str) -> tuple[str, list[Any]]:
+def _select(key: int, query: Query, columns: str) -> tuple[str, list[Any]]:
     """One read as SQL: an index range scan in date_added order. The caller binds the last
     parameter, LIMIT (page size + 1).
 
-    A list of ids is looked up on the (coll, id, ...) index; a list of types is one range scan
+    A list of ids is looked up on the (coll, idh) index; a list of types is one range scan
     per type on (coll, type, added), merged, so a page never sorts more than types x limit rows.
     """
-    where, args = _where(query.collection, query.versions, query.spec_versions)
+    where, args = _where(key, query.versions, query.spec_versions)
     if query.after is not None:
         where += " AND added > ?"
         args.append(query.after)
     if query.ids:
-        where += f" AND id IN ({_marks(query.ids)})"
+        where += f" AND idh IN ({_marks(query.ids)}) AND id IN ({_marks(query.ids)})"
+        args.extend(id_hash(i) for i in query.ids)
         args.extend(query.ids)
         if query.types:  # match[id] and match[type] together: both must hold
             where += f" AND type IN ({_marks(query.types)})"
             args.extend(query.types)
-        sql = f"SELECT {columns} FROM objects INDEXED BY objects_version WHERE {where} " \
+        sql = f"SELECT {columns} FROM objects INDEXED BY objects_id WHERE {where} " \
               "ORDER BY added LIMIT ?"
         return sql, args
     if len(query.types) == 1:
@@ -258,24 +293,46 @@ def _select(query: Query, columns: str) -> tuple[str, list[Any]]:
     return f"SELECT {columns} FROM objects WHERE {where} ORDER BY added LIMIT ?", args
 
 
-def _stored_versions(conn: sqlite3.Connection, collection: str,
-                     ids: set[str]) -> dict[str, list[tuple[Any, ...]]]:
+def _place(candidate: Candidate, added: int, existing: list[tuple[Any, ...]],
+           ) -> tuple[Outcome, tuple[Any, ...] | None]:
+    """What to do with one candidate given its id's stored versions (updated in place): the
+    outcome, and the row values to insert (None when nothing is stored)."""
+    if candidate.version is None:  # unversioned: one version, stamped with its date_added
+        same = existing
+        version = format_micros(added)
+    else:
+        vkey = version_key(candidate.version)
+        same = [r for r in existing if r[0] == vkey and r[2] == candidate.spec_version]
+        version = candidate.version
+    if same:
+        stored = same[0][3]
+        identical = stored == candidate.body or canonical(stored) == canonical(candidate.body)
+        return Outcome(candidate.id, same[0][1], stored=False, conflict=not identical), None
+    key = version_key(version)
+    existing.append((key, version, candidate.spec_version, candidate.body))
+    row = (candidate.type, key, version, candidate.spec_version, added, candidate.body)
+    return Outcome(candidate.id, version, stored=True), row
+
+
+def _stored_versions(conn: sqlite3.Connection, key: int,
+                     hashes: dict[str, int]) -> dict[str, list[tuple[Any, ...]]]:
     """The stored versions of many ids, fetched in a few index lookups rather than one each."""
     found: dict[str, list[tuple[Any, ...]]] = {}
-    wanted = sorted(ids)
+    wanted = sorted(set(hashes.values()))
     for start in range(0, len(wanted), 500):
         chunk = wanted[start:start + 500]
         for row in conn.execute(
-                "SELECT id, vkey, version, spec, body FROM objects WHERE coll = ? AND id IN "
-                f"({_marks(chunk)})", (collection, *chunk)):
-            found.setdefault(row[0], []).append(row[1:])
+                "SELECT id, vkey, version, spec, body FROM objects INDEXED BY objects_id "
+                f"WHERE coll = ? AND idh IN ({_marks(chunk)})", (key, *chunk)):
+            if row[0] in hashes:
+                found.setdefault(row[0], []).append(row[1:])
     return found
 
 
-def _where(collection: str, versions: tuple[str, ...], spec_versions: tuple[str, ...],
+def _where(key: int, versions: tuple[str, ...], spec_versions: tuple[str, ...],
            every_spec: bool = False) -> tuple[str, list[Any]]:
     """The collection, version and spec_version terms shared by reads and deletes."""
-    where, args = "coll = ?", [collection]
+    where, args = "coll = ?", list[Any]([key])
     if ALL not in versions:
         terms = [f"{flag} = 1" for flag in (LAST, FIRST) if flag in versions]
         keys = [v for v in versions if v not in (LAST, FIRST)]
@@ -295,8 +352,41 @@ def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-def _canonical(body: bytes) -> bytes:
+def canonical(body: bytes) -> bytes:
+    """Key-sorted JSON: tells an identical re-post from a conflicting one."""
     return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+
+
+def _has_v1_objects(conn: sqlite3.Connection) -> bool:
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(objects)")]
+    return bool(columns) and "idh" not in columns
+
+
+def _migrate_v1(conn: sqlite3.Connection) -> None:
+    """Move a schema 1 file (collection ids and object ids as index keys) to schema 2."""
+    conn.create_function("id_hash", 1, id_hash, deterministic=True)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("ALTER TABLE objects RENAME TO objects_v1")
+        for index in ("objects_version", "objects_added", "objects_latest", "objects_first",
+                      "objects_type"):
+            conn.execute(f"DROP INDEX IF EXISTS {index}")
+        # One statement at a time: executescript would commit halfway.
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT INTO colls (id) SELECT DISTINCT coll FROM objects_v1")
+        conn.execute(
+            "INSERT INTO objects (seq, coll, idh, id, type, vkey, version, spec, added, last, "
+            "first, spec_latest, body) SELECT o.seq, c.key, id_hash(o.id), o.id, o.type, o.vkey, "
+            "o.version, o.spec, o.added, o.last, o.first, o.spec_latest, o.body "
+            "FROM objects_v1 o JOIN colls c ON c.id = o.coll")
+        conn.execute("DROP TABLE objects_v1")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _save_status(conn: sqlite3.Connection, status: Status, request: bytes | None) -> None:
