@@ -15,10 +15,14 @@ from stix2validator import ValidationOptions, validate_instance
 from taxii2client.v21 import Collection, as_pages
 
 from exchange.cli import main
+from exchange.ingest import Ingest
+from exchange.model import ALL, Query
 from exchange.normalize import PARSERS, Context, build
 from exchange.normalize import values as v
-from exchange.normalize.base import TLP
+from exchange.normalize.base import TLP, Tally
+from exchange.normalize.run import Run
 from exchange.stix import check_object
+from exchange.store.sqlite import SQLiteStore
 from tests.conftest import OPEN, Env, start_server
 from tests.fixtures import shadowserver as sinkholes
 from tests.fixtures.common import Sample
@@ -318,3 +322,89 @@ def test_fast_uuid5_is_rfc_4122_uuid5():
     for name in (b"", b"emotet", "bücher".encode()):
         assert v.uuid5(v.PROJECT_NAMESPACE, name) == str(uuid.uuid5(v.PROJECT_NAMESPACE,
                                                                     name.decode()))
+
+
+def test_every_format_round_trips_through_ingest_and_taxii2_client(
+        env: Env, tmp_path: Path, samples: dict[str, list[Sample]],
+        capsys: pytest.CaptureFixture[str]):
+    """Each format's first sample goes in with `taxii-exchange ingest` and every stored
+    object version comes back out of the collection through taxii2-client, unchanged."""
+    config = str(tmp_path / "env" / "config.yaml")
+    stored = 0
+    for name in PARSERS:
+        sample = samples[name][0]
+        options = [f"--option={key}={value}" for key, value in (sample.settings or {}).items()]
+        code = main(["--config", config, "ingest", "--format", name, "--collection", "open",
+                     "--rejects", str(tmp_path / f"{name}.rejects"), *options,
+                     str(sample.path)])
+        counts = _summary(capsys.readouterr().out)
+        assert code == (1 if sample.bad else 0), (name, counts)
+        assert counts["read"] == sample.good + sample.bad and counts["stored"] > 0, name
+        stored += counts["stored"]
+    server = start_server(env)
+    try:
+        user, password = env.basic("alice")
+        collection = Collection(server.collection(OPEN), user=user, password=password)
+        pulled: list[dict[str, Any]] = []
+        for envelope in as_pages(collection.get_objects, per_request=500, version="all"):
+            pulled += envelope.get("objects", [])
+    finally:
+        server.stop()
+    assert len(pulled) == stored
+    assert len({(o["id"], o.get("modified", "")) for o in pulled if "modified" in o}) == \
+        len([o for o in pulled if "modified" in o])
+    for obj in pulled:
+        check_object(obj)
+
+
+def _load_ioc_csv(store: SQLiteStore, path: Path, tlp: str = "amber") -> Tally:
+    settings = {"value": "value", "first_seen": "first_seen", "description": "description"}
+    parser = PARSERS["ioc-csv"](settings)
+    lines: list[bytes] = []
+    run = Run(Ingest(store), collection=OPEN, rejects=lines.append)
+    tally = run.files(parser, [path], Context("Analyst list", tlp))
+    assert not lines, lines
+    return tally
+
+
+def test_new_facts_under_an_old_timestamp_become_a_new_version(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    store.open()
+    try:
+        path = tmp_path / "list.csv"
+        path.write_text("value,first_seen,description\n"
+                        "c2.bad.example,2026-11-20 10:00:00,seen beaconing\n")
+        first = _load_ioc_csv(store, path)
+        path.write_text("value,first_seen,description\n"
+                        "c2.bad.example,2026-11-20 10:00:00,seen beaconing; now offline\n")
+        second = _load_ioc_csv(store, path)
+        third = _load_ioc_csv(store, path)  # the same facts again
+        page = store.query(Query(collection=OPEN, limit=100, types=("indicator",),
+                                 versions=(ALL,)), with_body=True)
+    finally:
+        store.close()
+    assert first.stored > 0 and first.unchanged == 0
+    versions = [orjson.loads(e.body) for e in page.entries]
+    assert [o["modified"] for o in versions] == ["2026-11-20T10:00:00.000Z",
+                                                 "2026-11-20T10:00:00.001Z"]
+    assert versions[1]["description"].endswith("now offline")
+    assert versions[0]["created"] == versions[1]["created"]
+    assert second.stored >= 1 and second.rejected == 0
+    assert third.stored == 0 and third.rejected == 0
+
+
+def test_an_observable_already_stored_under_another_marking_is_kept(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    store.open()
+    try:
+        path = tmp_path / "list.csv"
+        path.write_text("value,first_seen,description\n203.0.113.7,2026-11-20 10:00:00,x\n")
+        _load_ioc_csv(store, path, "amber")
+        again = _load_ioc_csv(store, path, "green")
+        page = store.query(Query(collection=OPEN, limit=10, types=("ipv4-addr",)),
+                           with_body=True)
+    finally:
+        store.close()
+    assert again.kept == 1 and again.rejected == 0
+    assert [orjson.loads(e.body)["object_marking_refs"] for e in page.entries] == \
+        [[TLP["amber"]]]

@@ -137,11 +137,12 @@ class Tally:
     produced: int = 0
     stored: int = 0
     unchanged: int = 0
+    kept: int = 0  # observables already stored with other properties: the stored one stays
     rejected: int = 0
 
     def line(self) -> str:
         return (f"read {self.read}, produced {self.produced}, stored {self.stored}, "
-                f"unchanged {self.unchanged}, rejected {self.rejected}")
+                f"unchanged {self.unchanged}, kept {self.kept}, rejected {self.rejected}")
 
 
 class Parser(ABC):

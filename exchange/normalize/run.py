@@ -11,7 +11,8 @@ Rejected records, and objects the store refuses, are written as JSON lines (sour
 number, reason, raw line) and counted. When the source gives new facts about an object without
 a newer timestamp (e.g. a URL now offline, last seen at the same time), the store's conflict
 becomes a new version one millisecond after the newest stored one; the same facts again are
-unchanged.
+unchanged. An observable (unversioned) already stored with other properties, such as another
+source's marking, is kept as first stored and counted as kept.
 """
 
 from __future__ import annotations
@@ -172,6 +173,9 @@ class Run:
         renewed: list[Candidate] = []
         for candidate, origin in zip(batch.candidates, batch.origins, strict=True):
             if candidate.id not in conflicts:
+                continue
+            if candidate.version is None:  # an observable has one version: the first stays
+                self.tally.kept += 1
                 continue
             newer = self._new_version(candidate) if authored else None
             if newer is None and authored:  # the newest stored version says the same
