@@ -186,30 +186,19 @@ class _ReportPart:
     first: str | None = None
     last: str | None = None
 
-    def add(self, obj_id: str, time: str | None) -> None:
-        self.refs.append(obj_id)
-        if time is not None:
-            self.first = time if self.first is None else min(self.first, time)
-            self.last = time if self.last is None else max(self.last, time)
+    def note(self, time: str) -> None:
+        self.first = time if self.first is None or time < self.first else self.first
+        self.last = time if self.last is None or time > self.last else self.last
 
 
 def normalize(parser: Parser, path: Path, context: Context,
               tally: Tally | None = None) -> Iterator[Produced | Reject]:
     """Every object one file produces (each once), its rejects, and its report parts."""
     tally = tally if tally is not None else Tally()
+    # Recently produced (id, modified) pairs: repeats are dropped; bounded, so memory is flat.
     seen: OrderedDict[str, None] = OrderedDict()
-
-    def fresh(obj_id: str) -> bool:
-        if obj_id in seen:
-            seen.move_to_end(obj_id)
-            return False
-        seen[obj_id] = None
-        if len(seen) > _SEEN_LIMIT:
-            seen.popitem(last=False)
-        return True
-
     for obj in context.preamble():
-        fresh(obj["id"])
+        seen[f"{obj['id']}\x1f{obj.get('modified', '')}"] = None
         yield Produced(obj, None)
     part, number = _ReportPart(), 1
     for item in parser.records(path):
@@ -226,10 +215,19 @@ def normalize(parser: Parser, path: Path, context: Context,
             log.exception("%s: row %d could not be converted", item.source, item.row)
             yield Reject(item.source, item.row, f"conversion failed: {exc!r}", item.raw)
             continue
+        added = len(part.refs)
         for obj in objects:
-            if fresh(obj["id"] + "\x1f" + str(obj.get("modified", ""))):
-                part.add(obj["id"], item.time)
-                yield Produced(obj, item)
+            key = f"{obj['id']}\x1f{obj.get('modified', '')}"
+            if key in seen:
+                seen.move_to_end(key)
+                continue
+            seen[key] = None
+            if len(seen) > _SEEN_LIMIT:
+                seen.popitem(last=False)
+            part.refs.append(obj["id"])
+            yield Produced(obj, item)
+        if item.time is not None and len(part.refs) > added:
+            part.note(item.time)
         if len(part.refs) >= REPORT_PART:
             yield Produced(_report(parser, path, context, part, number), None)
             part, number = _ReportPart(), number + 1
