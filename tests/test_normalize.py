@@ -408,3 +408,19 @@ def test_an_observable_already_stored_under_another_marking_is_kept(tmp_path: Pa
     assert again.kept == 1 and again.rejected == 0
     assert [orjson.loads(e.body)["object_marking_refs"] for e in page.entries] == \
         [[TLP["amber"]]]
+
+
+def test_a_server_on_a_port_is_apart_from_the_same_address_on_another():
+    context = Context("Test Feed", "clear")
+    address = v.sco("ipv4-addr", value="203.0.113.5")
+    on_443 = build.infrastructure_objects(context, dict(address), first_seen=
+                                          "2026-11-20T10:00:00.000Z", port=443, family="qakbot")
+    on_80 = build.infrastructure_objects(context, dict(address), first_seen=
+                                         "2026-11-21T10:00:00.000Z", port=80, family="qakbot")
+    _valid(on_443)
+    assert on_443[1]["pattern"] == ("[network-traffic:dst_ref.type = 'ipv4-addr' AND "
+                                    "network-traffic:dst_ref.value = '203.0.113.5' AND "
+                                    "network-traffic:dst_port = 443]")
+    assert stix2.Indicator(**on_443[1], allow_custom=True)
+    assert on_443[1]["id"] != on_80[1]["id"] and "203.0.113.5:443" in on_443[1]["name"]
+    assert on_443[0]["id"] == on_80[0]["id"]  # one address observable

@@ -43,9 +43,14 @@ def malware(family: str) -> dict[str, Any]:
             "is_family": True}
 
 
-def pattern(observable: dict[str, Any]) -> str:
-    """The STIX pattern matching one observable."""
+def pattern(observable: dict[str, Any], port: int | None = None) -> str:
+    """The STIX pattern matching one observable (an address with a port: connections to it)."""
     kind = observable["type"]
+    if port is not None:
+        if kind not in ("ipv4-addr", "ipv6-addr"):
+            raise v.BadValue(f"a port goes with an IP address, not a {kind}")
+        return (f"[network-traffic:dst_ref.type = '{kind}' AND network-traffic:dst_ref.value = "
+                f"{_quoted(observable['value'])} AND network-traffic:dst_port = {int(port)}]")
     if kind in ("ipv4-addr", "ipv6-addr", "domain-name", "url", "email-addr"):
         return f"[{kind}:value = {_quoted(observable['value'])}]"
     if kind == "file":
@@ -78,6 +83,7 @@ def infrastructure_objects(
     context: Context, observable: dict[str, Any], *, first_seen: str,
     last_seen: str | None = None, valid_until: str | None = None,
     family: str | None = None, kind: tuple[str, str] | None = C2, name: str | None = None,
+    port: int | None = None,
     labels: tuple[str, ...] = (), references: tuple[dict[str, str], ...] = (),
     extra: dict[str, Any] | None = None, extra_name: str = "",
 ) -> list[dict[str, Any]]:
@@ -85,14 +91,17 @@ def infrastructure_objects(
     (with `kind=PAYLOAD`, for a malware file: no infrastructure).
 
     `first_seen`/`last_seen`/`valid_until` are STIX timestamps from the data. `modified` is
-    the newest of them, so a later report with newer facts makes a new version.
+    the newest of them, so a later report with newer facts makes a new version. With `port`,
+    an address is the server on that port (a C2 at ip:port): its own indicator and
+    infrastructure, apart from the same address on another port.
     """
     stamp = context.stamp
     observable = stamp(observable)
-    label = name or f"{observable.get('value') or pattern(observable)}"
+    value = observable.get("value")
+    label = name or (f"{value}:{port}" if port is not None else value) or pattern(observable)
     times = [t for t in (first_seen, last_seen, valid_until) if t]
     modified = max(times)
-    key = (context.source_id, observable["id"])
+    key = (context.source_id, observable["id"]) + ((str(port),) if port is not None else ())
     family_obj = malware(family) if family else None
     what = f"{family_obj['name']} " if family_obj else ""
     role = kind[0].replace("-", " ") if kind else "malware file"
@@ -100,7 +109,7 @@ def infrastructure_objects(
         "type": "indicator", "spec_version": "2.1", "id": v.sdo_id("indicator", *key),
         "created": first_seen, "modified": modified,
         "name": f"{what}{role}: {label}"[:250],
-        "indicator_types": ["malicious-activity"], "pattern": pattern(observable),
+        "indicator_types": ["malicious-activity"], "pattern": pattern(observable, port),
         "pattern_type": "stix", "valid_from": first_seen,
     }
     if valid_until:

@@ -7,7 +7,7 @@ reject and never stops the file. A UTF-8 byte-order mark on the header is droppe
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +31,14 @@ def _decode(line: bytes) -> str:
 
 
 def read_rows(path: Path, *, delimiter: str = ",", comment: bytes | None = None,
+              header_comment: Collection[str] = (), skip_initial_space: bool = False,
               ) -> Iterator[tuple[list[str], None] | Row | Reject]:
     """First the header (as a tuple with None), then each data row as a Row or a Reject.
 
-    Lines starting with `comment` (e.g. b"#") are skipped, before and after the header.
+    Lines starting with `comment` (e.g. b"#") are skipped, before and after the header,
+    except that a comment line before the data naming every column in `header_comment` is the
+    header (abuse.ch exports comment out their header). `skip_initial_space` drops spaces
+    after each delimiter (`"a", "b"`).
     """
     source = str(path)
     header: list[str] | None = None
@@ -43,9 +47,18 @@ def read_rows(path: Path, *, delimiter: str = ",", comment: bytes | None = None,
             if number == 1 and line.startswith(b"\xef\xbb\xbf"):
                 line = line[3:]
             text_line = line.rstrip(b"\r\n")
-            if not text_line.strip() or (comment and text_line.lstrip().startswith(comment)):
+            if not text_line.strip():
                 continue
-            reason, fields = _split(text_line, delimiter)
+            if comment and text_line.lstrip().startswith(comment):
+                if header is not None or not header_comment:
+                    continue
+                text_line = text_line.lstrip()[len(comment):].strip()
+                reason, fields = _split(text_line, delimiter, skip_initial_space)
+                named = {name.strip().lower() for name in fields or ()}
+                if reason is not None or not named >= {n.lower() for n in header_comment}:
+                    continue
+            else:
+                reason, fields = _split(text_line, delimiter, skip_initial_space)
             raw = _decode(text_line)
             if header is None:
                 if reason is not None or fields is None:
@@ -67,7 +80,8 @@ def read_rows(path: Path, *, delimiter: str = ",", comment: bytes | None = None,
         yield Reject(source, 0, "empty file: no header", "")
 
 
-def _split(line: bytes, delimiter: str) -> tuple[str | None, list[str] | None]:
+def _split(line: bytes, delimiter: str, skip_initial_space: bool = False,
+           ) -> tuple[str | None, list[str] | None]:
     if len(line) > MAX_LINE:
         return f"line longer than {MAX_LINE} bytes", None
     if b"\x00" in line:
@@ -77,7 +91,8 @@ def _split(line: bytes, delimiter: str) -> tuple[str | None, list[str] | None]:
     except UnicodeDecodeError as exc:
         return f"not UTF-8 ({exc.reason} at byte {exc.start})", None
     try:
-        fields = next(csv.reader([text], delimiter=delimiter, strict=True))
+        fields = next(csv.reader([text], delimiter=delimiter, strict=True,
+                                 skipinitialspace=skip_initial_space))
     except (csv.Error, StopIteration) as exc:
         return f"not a CSV row: {exc}", None
     for value in fields:
