@@ -171,6 +171,7 @@ def check_object(obj: Any) -> ObjectFacts:
         raise InvalidObject("'id' is missing or not of the form <type>--<RFC 4122 UUID>")
     if match.group(1) != obj_type:
         raise InvalidObject(f"'id' {obj_id} does not start with its type {obj_type!r}")
+    _remember_identifier(match.group(0))
     spec_version = obj.get("spec_version")
     if spec_version is None:
         raise InvalidObject(f"{obj_id}: 'spec_version' is required")
@@ -184,30 +185,22 @@ def check_object(obj: Any) -> ObjectFacts:
 
 
 def _check_properties(obj: dict[str, Any], obj_type: str) -> str | None:
-    for name, value in obj.items():
-        kind = _property_kind(name)
-        if kind is _PLAIN:
-            continue
-        if kind is _TIMESTAMP:
-            if not isinstance(value, str) or _checked_fraction(value) is None:
-                _timestamp(value, name)
-        elif kind is _REF:
-            _identifier(value, name)
-        elif kind is _REFS:
-            if not isinstance(value, list) or not value:
-                raise InvalidObject(f"{name!r} must be a non-empty list of identifiers")
-            for item in value:
-                _identifier(item, name)
-        elif name != "id":
-            raise InvalidObject(f"property name {name!r} must be lower-case letters, digits, '_'")
-    for name in REQUIRED.get(obj_type, ()):
-        if name not in obj:
-            raise InvalidObject(f"{obj_type} requires {name!r}")
-    versioned = (
-        obj_type in SDO_TYPES or obj_type in SRO_TYPES or obj_type in META_TYPES
-        or "created" in obj or "modified" in obj
-    )
-    if not versioned:
+    shape = _shape(obj_type, tuple(obj))
+    if shape.error:
+        raise InvalidObject(shape.error)
+    for name in shape.timestamps:
+        value = obj[name]
+        if not isinstance(value, str) or _checked_fraction(value) is None:
+            _timestamp(value, name)
+    for name in shape.refs:
+        _identifier(obj[name], name)
+    for name in shape.ref_lists:
+        value = obj[name]
+        if not isinstance(value, list) or not value:
+            raise InvalidObject(f"{name!r} must be a non-empty list of identifiers")
+        for item in value:
+            _identifier(item, name)
+    if not shape.versioned:
         return None
     created = obj.get("created")
     if created is None:
@@ -222,6 +215,40 @@ def _check_properties(obj: dict[str, Any], obj_type: str) -> str | None:
     return str(modified)
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """What to check on objects of one type with one set of property names."""
+
+    error: str  # '' when the names are fine
+    timestamps: tuple[str, ...] = ()
+    refs: tuple[str, ...] = ()
+    ref_lists: tuple[str, ...] = ()
+    versioned: bool = False
+
+
+# Cached: the objects of a push come in a few shapes (the same type with the same property
+# names), so each object's check is only the values that need one.
+@functools.lru_cache(maxsize=2048)
+def _shape(obj_type: str, names: tuple[str, ...]) -> _Shape:
+    timestamps, refs, ref_lists = [], [], []
+    for name in names:
+        kind = _property_kind(name)
+        if kind is _TIMESTAMP:
+            timestamps.append(name)
+        elif kind is _REF:
+            refs.append(name)
+        elif kind is _REFS:
+            ref_lists.append(name)
+        elif kind is _BAD and name != "id":
+            return _Shape(f"property name {name!r} must be lower-case letters, digits, '_'")
+    for name in REQUIRED.get(obj_type, ()):
+        if name not in names:
+            return _Shape(f"{obj_type} requires {name!r}")
+    versioned = (obj_type in SDO_TYPES or obj_type in SRO_TYPES or obj_type in META_TYPES
+                 or "created" in names or "modified" in names)
+    return _Shape("", tuple(timestamps), tuple(refs), tuple(ref_lists), versioned)
+
+
 def _timestamp(value: Any, name: str) -> None:
     if not isinstance(value, str) or _checked_fraction(value) is None:
         try:
@@ -231,15 +258,29 @@ def _timestamp(value: Any, name: str) -> None:
 
 
 def _identifier(value: Any, name: str) -> None:
-    if not isinstance(value, str) or not _good_identifier(value):
+    if not isinstance(value, str):
         raise InvalidObject(f"{name!r} holds {value!r}, not a STIX identifier")
+    if value in _VALID_IDENTIFIERS:
+        return
+    if not IDENTIFIER_RE.match(value):
+        raise InvalidObject(f"{name!r} holds {value!r}, not a STIX identifier")
+    _remember_identifier(value)
+
+
+# Identifiers already found valid: objects mostly refer to objects just checked (their author,
+# markings, the observables an observation holds), so most references need no regex.
+_VALID_IDENTIFIERS: set[str] = set()
+
+
+def _remember_identifier(value: str) -> None:
+    if len(_VALID_IDENTIFIERS) >= 100_000:
+        _VALID_IDENTIFIERS.clear()  # bounded; the next checks simply fill it again
+    _VALID_IDENTIFIERS.add(value)
 
 
 _PLAIN, _TIMESTAMP, _REF, _REFS, _BAD = "plain", "timestamp", "ref", "refs", "bad"
 
 
-# Cached: a push repeats the same property names, and references to the same few objects
-# (its author, its markings), across thousands of objects.
 @functools.lru_cache(maxsize=4096)
 def _property_kind(name: str) -> str:
     """What a property name asks to be checked: a timestamp, a reference, references."""
@@ -252,6 +293,3 @@ def _property_kind(name: str) -> str:
     return _REFS if name.endswith("_refs") else _PLAIN
 
 
-@functools.lru_cache(maxsize=16384)
-def _good_identifier(value: str) -> bool:
-    return IDENTIFIER_RE.match(value) is not None

@@ -46,6 +46,8 @@ def _without_extra(objects: Objects, *keys: str) -> Objects:
         if "x_abusech_extra" in obj:
             obj["x_abusech_extra"] = {k: x for k, x in obj["x_abusech_extra"].items()
                                       if k not in keys}
+            if not obj["x_abusech_extra"]:  # an empty extra is left out
+                del obj["x_abusech_extra"]
         out.append(obj)
     return out
 
@@ -184,7 +186,7 @@ def test_an_offline_url_is_valid_until_it_was_last_online(
 
 # -- Feodo Tracker -------------------------------------------------------------------------------
 
-def test_a_feodo_entry_is_a_c2_server_observed_as_its_address(tmp_path: Path):
+def test_a_feodo_entry_is_a_c2_server_on_its_port(tmp_path: Path):
     entries = [{"first_seen_utc": "2026-11-01 08:00:00", "dst_ip": "203.0.113.5",
                 "dst_port": "443", "c2_status": "offline", "last_online": "2026-11-21",
                 "malware": "QakBot"},
@@ -193,19 +195,43 @@ def test_a_feodo_entry_is_a_c2_server_observed_as_its_address(tmp_path: Path):
                 "malware": "Emotet"}]
     objects = _objects(FEODO_CSV, gen.write_feodo_csv(tmp_path / "f.csv", entries).path)
     first, second = _of(objects, "indicator")
-    assert first["pattern"] == "[ipv4-addr:value = '203.0.113.5']"
+    assert first["pattern"] == ("[network-traffic:dst_ref.type = 'ipv4-addr' AND "
+                                "network-traffic:dst_ref.value = '203.0.113.5' AND "
+                                "network-traffic:dst_port = 443]")
     assert first["name"] == "qakbot command and control: 203.0.113.5:443"
-    assert first["x_abusech_extra"] == {"dst_port": 443}
+    assert "x_abusech_extra" not in first  # the port is in the pattern, nothing else is left
     assert first["valid_until"] == "2026-11-21T00:00:00.000Z"  # last_online is a day
-    assert second["pattern"] == "[ipv6-addr:value = '2001:db8::c2']"
+    assert second["pattern"] == ("[network-traffic:dst_ref.type = 'ipv6-addr' AND "
+                                 "network-traffic:dst_ref.value = '2001:db8::c2' AND "
+                                 "network-traffic:dst_port = 8080]")
     assert second["name"] == "emotet command and control: [2001:db8::c2]:8080"
     assert "valid_until" not in second
     infra = _of(objects, "infrastructure")
     assert [i["infrastructure_types"] for i in infra] == [["command-and-control"]] * 2
+    assert [i["name"] for i in infra] == ["qakbot command-and-control 203.0.113.5:443",
+                                          "emotet command-and-control [2001:db8::c2]:8080"]
     assert [i["last_seen"] for i in infra] == ["2026-11-21T00:00:00.000Z",
                                                "2026-11-22T00:00:00.000Z"]
     assert {"qakbot", "emotet"} == {m["name"] for m in _of(objects, "malware")}
     assert ("infrastructure", "controls", "malware") in _links(objects)
+    assert ("infrastructure", "consists-of", "ipv4-addr") in _links(objects)
+
+
+@pytest.mark.parametrize("name, write", [
+    pytest.param(FEODO_CSV, gen.write_feodo_csv, id="feodo csv"),
+    pytest.param(FEODO_JSON, gen.write_feodo_json, id="feodo json"),
+])
+def test_one_address_on_two_ports_is_two_servers(tmp_path: Path, name: str, write: Any):
+    """Each server keeps its own id and its own `created`: none collide on the address."""
+    entries = [{"first_seen_utc": f"2026-11-0{day} 08:00:00", "dst_ip": "203.0.113.5",
+                "dst_port": port, "c2_status": "online", "last_online": "2026-11-21",
+                "malware": "QakBot"} for day, port in ((1, "443"), (3, "8080"))]
+    objects = _objects(name, write(tmp_path / "f", entries).path)
+    indicators, infra = _of(objects, "indicator"), _of(objects, "infrastructure")
+    assert len({o["id"] for o in indicators}) == len({o["id"] for o in infra}) == 2
+    assert [o["created"] for o in indicators] == ["2026-11-01T08:00:00.000Z",
+                                                  "2026-11-03T08:00:00.000Z"]
+    assert len({o["id"] for o in _of(objects, "ipv4-addr")}) == 1  # one address observable
 
 
 # -- ThreatFox -----------------------------------------------------------------------------------
@@ -250,6 +276,22 @@ def test_the_threatfox_kind_follows_threat_type_and_hashes_are_files(
     else:
         assert found["infrastructure"]["infrastructure_types"] == [infrastructure]
     assert found["indicator"]["x_abusech_extra"]["threat_type"] == threat_type
+
+
+def test_a_threatfox_ip_port_is_the_server_on_that_port(tmp_path: Path):
+    entries = [_threatfox(ioc_id=str(1500001 + n), ioc_type="ip:port", ioc_value=value)
+               for n, value in enumerate(("203.0.113.7:4444", "203.0.113.7:443"))]
+    objects = _objects(THREATFOX_CSV, gen.write_threatfox_csv(tmp_path / "t.csv", entries).path)
+    indicators = _of(objects, "indicator")
+    assert [i["pattern"] for i in indicators] == [
+        f"[network-traffic:dst_ref.type = 'ipv4-addr' AND network-traffic:dst_ref.value = "
+        f"'203.0.113.7' AND network-traffic:dst_port = {port}]" for port in (4444, 443)]
+    assert [i["name"] for i in indicators] == [
+        "cobalt strike command and control: 203.0.113.7:4444",
+        "cobalt strike command and control: 203.0.113.7:443"]
+    assert all("port" not in i["x_abusech_extra"] for i in indicators)
+    assert len({o["id"] for o in _of(objects, "infrastructure")}) == 2
+    assert len(_of(objects, "ipv4-addr")) == 1
 
 
 def test_a_threatfox_ioc_keeps_its_confidence_family_tags_and_references(tmp_path: Path):

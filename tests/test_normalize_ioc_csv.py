@@ -196,6 +196,7 @@ def test_type_fixed_applies_to_every_row(tmp_path: Path):
     pytest.param("2026-11-20 10:00:00.123", "2026-11-20T10:00:00.123Z", id="space and ms"),
     pytest.param("2026-11-20T10:00:00+00:00", "2026-11-20T10:00:00.000Z", id="utc offset"),
     pytest.param("2026-11-20", "2026-11-20T00:00:00.000Z", id="plain date"),
+    pytest.param("2026-11-20 10:00:00 UTC", "2026-11-20T10:00:00.000Z", id="trailing UTC"),
     pytest.param("1793772000", "2026-11-04T06:00:00.000Z", id="epoch seconds"),
     pytest.param("1793772000.5", "2026-11-04T06:00:00.500Z", id="epoch with fraction"),
 ])

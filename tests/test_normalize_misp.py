@@ -77,6 +77,8 @@ def _of(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
                  id="email-src"),
     pytest.param("email-dst", "drop@bad.example", [("email-addr", "drop@bad.example")],
                  id="email-dst"),
+    pytest.param("email-src", "Billing.Dept@Phish.Example",
+                 [("email-addr", "billing.dept@phish.example")], id="email: one case"),
 ])
 def test_network_attributes_become_suspect_infrastructure(tmp_path: Path, kind: str, value: str,
                                                           expected: list[tuple[str, str]]):

@@ -65,3 +65,13 @@ def test_micros_round_trip():
     assert format_micros(micros) == "2024-02-29T23:59:59.123456Z"
     with pytest.raises(Invalid):
         timestamp_micros("2024-02-30T00:00:00Z")
+
+
+@pytest.mark.parametrize("ref", [["a", "list"], {"an": "object"}, 7, None])
+def test_a_reference_that_is_not_a_string_is_refused_not_a_crash(ref: object):
+    obj = {"type": "note", "spec_version": "2.1", "id": "note--" + "1" * 8 + "-1111-4111-8111-"
+           + "1" * 12, "created": "2026-11-20T00:00:00.000Z", "modified":
+           "2026-11-20T00:00:00.000Z", "content": "x", "object_refs": [ref],
+           "created_by_ref": ref}
+    with pytest.raises(InvalidObject):
+        check_object(obj)

@@ -597,3 +597,18 @@ def test_a_schema_1_file_is_migrated_on_open(tmp_path: Path):
         assert [e.id for e in read(store)] == [ONE, sdo(3)["id"]]
     finally:
         store.close()
+
+
+def test_a_bulk_store_flushes_less_but_keeps_the_server_durable(tmp_path: Path):
+    server, bulk = SQLiteStore(tmp_path / "a.sqlite3"), SQLiteStore(tmp_path / "a.sqlite3",
+                                                                    bulk=True)
+    server.open()
+    bulk.open()
+    try:
+        flags = [s._conn().execute("PRAGMA synchronous").fetchone()[0] for s in (server, bulk)]
+        write(bulk, sdo(1))
+        assert versions_of(read(server)) == [(ONE, V1)]  # one file, both see the same data
+    finally:
+        server.close()
+        bulk.close()
+    assert flags == [2, 1]  # FULL for the server, NORMAL for bulk loads

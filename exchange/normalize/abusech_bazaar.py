@@ -15,7 +15,7 @@ from .abusech_common import CsvFeed, entry, extra, reference, required_time, tex
 from .base import Field
 
 SOURCE = "abuse.ch MalwareBazaar"
-_DIGESTS = (("sha256_hash", "SHA-256"), ("md5_hash", "MD5"), ("sha1_hash", "SHA-1"))
+_DIGESTS = tuple((f"{name}_hash", v.HASH_NAMES[name]) for name in ("sha256", "md5", "sha1"))
 _KNOWN = frozenset({"first_seen_utc", "sha256_hash", "md5_hash", "sha1_hash", "file_name",
                     "mime_type", "signature"})
 _KEPT = ("reporter", "file_type_guess", "clamav", "vtpercent", "imphash", "ssdeep", "tlsh")

@@ -8,21 +8,16 @@ STIX objects whichever form it came in.
 
 The CSV exports start with `#` comment lines and quote every field; URLhaus, ThreatFox and
 MalwareBazaar put the header in a comment (`# id,dateadded,...`, `# "first_seen_utc",...`) and
-ThreatFox and MalwareBazaar a space after each comma (`"a", "b"`). `csvrows.read_rows` knows
-neither of the last two yet, so `CsvFeed` hands it the file through `_ExportPath`, whose lines
-read as if the header were plain and the commas closed up; each row gets its original line back
-as its raw line.
+ThreatFox and MalwareBazaar a space after each comma (`"a", "b"`): `csvrows.read_rows` reads
+all of them, told the columns that make a comment the header.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import re
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
-from pathlib import Path, PosixPath
-from typing import IO, Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import orjson
 
@@ -36,8 +31,6 @@ from .stix_bundle import MAX_FILE
 EXTRA = "x_abusech_extra"
 MAX_RECORD = MAX_LINE  # bytes of one JSON entry, as for one CSV line
 _NOTHING = frozenset({"", "none", "null", "n/a"})  # how the exports say "no value"
-_KEY = re.compile(r"[^a-z0-9_]+")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -60,10 +53,7 @@ def time(value: Any) -> str | None:
     """A source time as a STIX timestamp: `2024-01-31 12:00:00`, with ` UTC` (JSON exports)
     or a plain date (Feodo Tracker's last_online: the start of that day)."""
     found = text(value)
-    if found is None:
-        return None
-    found = found.removesuffix("UTC").strip()
-    return v.timestamp(f"{found} 00:00:00" if _DATE.match(found) else found)
+    return None if found is None else v.loose_timestamp(found)
 
 
 def required_time(fields: Mapping[str, Any], name: str) -> str:
@@ -116,8 +106,7 @@ def extra(fields: Mapping[str, Any], known: frozenset[str], **kept: Any) -> dict
     for name, value in fields.items():
         if name in known or value is None or (isinstance(value, str) and text(value) is None):
             continue
-        key = _KEY.sub("_", name.lower()).strip("_")[:250] or "field"
-        found.setdefault(key, value.strip() if isinstance(value, str) else value)
+        found.setdefault(v.extra_key(name), value.strip() if isinstance(value, str) else value)
     return dict(sorted(found.items()))
 
 
@@ -194,127 +183,36 @@ class CsvFeed(Feed):
 
     def records(self, path: Path) -> Iterator[Record | Reject]:
         source = str(path)
-        lines = _ExportPath(path)
-        lines.header = frozenset(self.required)
-        for item in read_rows(lines, comment=b"#"):
-            if isinstance(item, tuple):
+        for item in read_rows(path, comment=b"#", header_comment=self.required,
+                              skip_initial_space=True):
+            if isinstance(item, Reject):
+                yield item
+            elif isinstance(item, tuple):
                 header = {self.aliases.get(n, n) for n in item[0]}
                 missing = [n for n in self.required if n not in header]
                 if missing:
-                    yield Reject(source, lines.header_line, "header lacks required columns: "
+                    yield Reject(source, _header_line(path), "header lacks required columns: "
                                  + ", ".join(missing), ",".join(item[0]))
                     return
-                continue
-            if isinstance(item, Reject):
-                yield Reject(item.source, item.row, item.reason, lines.original(item.row, item.raw))
-                continue
-            yield from self._row(item, lines.original(item.number, item.raw))
+            else:
+                yield from self._row(item)
 
-    def _row(self, row: Row, raw: str) -> Iterator[Record | Reject]:
+    def _row(self, row: Row) -> Iterator[Record | Reject]:
         try:
-            yield self.record(row.source, row.number, raw, row.values)
+            yield self.record(row.source, row.number, row.raw, row.values)
         except v.BadValue as exc:
-            yield Reject(row.source, row.number, str(exc), raw)
+            yield Reject(row.source, row.number, str(exc), row.raw)
 
 
-class _ExportPath(PosixPath):
-    """The export file as `read_rows` should see it: its lines through `_Lines`."""
-
-    header: frozenset[str] = frozenset()  # columns that tell the header among the comments
-    lines: _Lines | None = None
-
-    def open(self, *args: Any, **kwargs: Any) -> IO[Any]:  # type: ignore[override]
-        self.lines = _Lines(super().open("rb"), self.header)
-        return self.lines  # type: ignore[return-value]
-
-    @property
-    def header_line(self) -> int:
-        return self.lines.header_line if self.lines else 0
-
-    def original(self, number: int, raw: str) -> str:
-        """The line as the file has it (`raw` is the line `read_rows` was shown)."""
-        return self.lines.original(number, raw) if self.lines else raw
-
-
-class _Lines:
-    """The lines of an export with the commented header uncommented and `", "` separators
-    closed up; the original of the last line changed is kept to give rows their raw line.
-
-    Stopgap until `csvrows.read_rows` can find a header in the comments and skip spaces after
-    a delimiter itself. A line that cannot be decoded or split is passed on unchanged, so
-    `read_rows` rejects it with its own reason.
-    """
-
-    def __init__(self, handle: IO[bytes], header: frozenset[str]) -> None:
-        self.handle, self.header = handle, header
-        self.header_line = 0
-        self._changed: tuple[int, bytes] | None = None
-
-    def __enter__(self) -> _Lines:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.handle.close()
-
-    def __iter__(self) -> Iterator[bytes]:
-        preamble = True
-        for number, line in enumerate(self.handle, start=1):
-            if number == 1:
-                line = line.removeprefix(b"\xef\xbb\xbf")
-            body = line.rstrip(b"\r\n")
-            stripped = body.lstrip()
-            if not stripped:
-                yield line
-                continue
-            if stripped.startswith(b"#"):
-                header = self._header(stripped[1:]) if preamble and not self.header_line else None
-                if header is not None:
-                    self.header_line = number
-                    self._changed = (number, body)
-                    yield header + b"\n"
-                else:
-                    yield line
-                continue
-            if preamble:
-                preamble = False
-                self.header_line = self.header_line or number
-            closed = _closed_up(body)
-            if closed is not body:
-                self._changed = (number, body)
-            yield closed + line[len(body):]
-
-    def _header(self, comment: bytes) -> bytes | None:
-        fields = _fields(comment.strip())
-        if fields is None or not self.header <= {f.strip().lower() for f in fields}:
-            return None
-        return comment.strip()
-
-    def original(self, number: int, raw: str) -> str:
-        if self._changed is not None and self._changed[0] == number:
-            return self._changed[1].decode("utf-8", "backslashreplace")
-        return raw
-
-
-def _fields(line: bytes) -> list[str] | None:
-    """The fields of one line read with spaces after commas skipped; None if unreadable."""
-    if len(line) > MAX_LINE or b"\x00" in line:
-        return None
-    try:
-        return next(csv.reader([line.decode("utf-8")], skipinitialspace=True, strict=True))
-    except (UnicodeDecodeError, csv.Error, StopIteration):
-        return None
-
-
-def _closed_up(line: bytes) -> bytes:
-    """`"a", "b"` as `"a","b"` (the same fields); any other line unchanged (the same object)."""
-    if b'", "' not in line:
-        return line
-    fields = _fields(line)
-    if fields is None:
-        return line
-    out = io.StringIO()
-    csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="").writerow(fields)
-    return out.getvalue().encode()
+def _header_line(path: Path) -> int:
+    """The line number of a plain header: the first line neither blank nor a comment (a header
+    that lacks required columns was not read from a comment, which must name them all)."""
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            body = line.removeprefix(b"\xef\xbb\xbf").strip()
+            if body and not body.startswith(b"#"):
+                return number
+    return 0
 
 
 # -- JSON exports ---------------------------------------------------------------------------------
@@ -352,13 +250,25 @@ class JsonFeed(Feed):
                 yield Reject(source, index, str(exc), raw)
 
 
-def keyed_entries(document: dict[str, Any]) -> list[tuple[str | None, Any]]:
+def export_entries(document: Any, api_list: str, feed: str) -> list[tuple[str | None, Any]]:
+    """The entries of a JSON export keyed by entry id, of an API answer whose entries are its
+    `api_list`, or of a plain list."""
+    if isinstance(document, list):
+        return [(None, item) for item in document]
+    if not isinstance(document, dict):
+        raise v.BadValue(f"not a {feed} JSON export or API answer: not an object")
+    if "query_status" in document or api_list in document:
+        return _api_entries(document, api_list)
+    return _keyed_entries(document)
+
+
+def _keyed_entries(document: dict[str, Any]) -> list[tuple[str | None, Any]]:
     """The entries of an export keyed by entry id: `{"123": [{...}], ...}`."""
     return [(key, item) for key, value in document.items()
             for item in (value if isinstance(value, list) else [value])]
 
 
-def api_entries(document: dict[str, Any], name: str) -> list[tuple[str | None, Any]]:
+def _api_entries(document: dict[str, Any], name: str) -> list[tuple[str | None, Any]]:
     """The entries of an API answer: `{"query_status": "ok", name: [...]}`."""
     status = document.get("query_status")
     if status in ("no_result", "no_results"):

@@ -1,9 +1,10 @@
 """abuse.ch Feodo Tracker: botnet command-and-control servers (ip:port), as the ipblocklist
 JSON and CSV.
 
-Each entry becomes C2 infrastructure (`build.C2`) of the `malware` family. The observable is
-the server's address (ipv4-addr or ipv6-addr) and the indicator's pattern matches the address
-alone: the port is in the names (`203.0.113.5:443`) and in `x_abusech_extra.dst_port`. The
+Each entry becomes C2 infrastructure (`build.C2`) of the `malware` family: the server at
+ip:port (`port=`), so the same address on two ports is two servers. The observable is the
+server's address (ipv4-addr or ipv6-addr); the indicator's pattern matches connections to it on
+that port (network-traffic dst_ref and dst_port) and the names say `203.0.113.5:443`. The
 indicator is valid from first_seen, until last_online (a date: the start of that day) once
 the server is offline.
 """
@@ -37,7 +38,8 @@ _FIELDS = (
     Field("dst_ip", "the C2 server's address (ip_address in the JSON)",
           "ipv4-addr/ipv6-addr.value, indicator.pattern", required=True),
     Field("dst_port", "the C2 port (port in the JSON)",
-          "indicator/infrastructure.name (ip:port), x_abusech_extra.dst_port", required=True),
+          "indicator.pattern (network-traffic:dst_port), indicator/infrastructure id and name "
+          "(ip:port)", required=True),
     Field("c2_status", "online or offline (status in the JSON)",
           "offline: indicator.valid_until (= last_online)"),
     Field("last_online", "the day the C2 was last seen online",
@@ -64,12 +66,13 @@ class _Feodo(Feed):
         first_seen = required_time(fields, "first_seen_utc")
         last_online = time(fields.get("last_online"))
         return entry(
-            v.sco(kind, value=address), kind=build.C2, name=endpoint_name(kind, address, number),
+            v.sco(kind, value=address), kind=build.C2, port=number,
+            name=endpoint_name(kind, address, number),
             first_seen=first_seen, last_seen=last_online,
             valid_until=gone(text(fields.get("c2_status")) == "offline", first_seen,
                              last_online),
             family=text(fields.get("malware")),
-            extra=extra(fields, _KNOWN, dst_port=number))
+            extra=extra(fields, _KNOWN))
 
 
 class FeodoCsv(CsvFeed, _Feodo):

@@ -4,9 +4,10 @@ answer (`{"query_status": "ok", "data": [...]}`).
 An IOC of type ip:port, domain or url becomes suspect infrastructure whose kind follows
 `threat_type` (botnet_cc: C2, payload_delivery: distribution, payload: a payload without
 infrastructure, anything else: unknown); an md5/sha1/sha256 hash is a malware file (payload).
-An ip:port is observed as the address, the port in the names and in `x_abusech_extra.port`
-(as for Feodo Tracker). The family is `malware_printable` (else `malware`) unless ThreatFox
-does not know it; `confidence_level` is the indicator's confidence.
+An ip:port is the server on that port (`port=`, as for Feodo Tracker): the address is the
+observable, the pattern matches connections to it on that port. The family is
+`malware_printable` (else `malware`) unless ThreatFox does not know it; `confidence_level` is
+the indicator's confidence.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from .abusech_common import (
     CsvFeed,
     Feed,
     JsonFeed,
-    api_entries,
     endpoint,
     endpoint_name,
     entry,
+    export_entries,
     extra,
     flag,
     items,
-    keyed_entries,
     link,
     reference,
     required_time,
@@ -38,7 +38,6 @@ from .base import Field
 SOURCE = "abuse.ch ThreatFox"
 KINDS: dict[str, tuple[str, str] | None] = {
     "botnet_cc": build.C2, "payload_delivery": build.DISTRIBUTION, "payload": build.PAYLOAD}
-HASHES = {"md5_hash": "MD5", "sha1_hash": "SHA-1", "sha256_hash": "SHA-256"}
 _UNKNOWN_FAMILY = frozenset({"unknown", "unknown malware"})
 _KNOWN = frozenset({"first_seen_utc", "ioc_id", "ioc_value", "ioc_type", "threat_type",
                     "fk_malware", "malware_alias", "malware_printable", "last_seen_utc",
@@ -50,8 +49,8 @@ _FIELDS = (
     Field("ioc_id", "ThreatFox IOC id (id in the API, the object key in the JSON export)",
           "external_references[].external_id/url, x_abusech_extra.ioc_id"),
     Field("ioc_value", "the IOC (ioc in the API)",
-          "ipv4-addr/ipv6-addr/domain-name/url.value or file.hashes, indicator.pattern",
-          required=True),
+          "ipv4-addr/ipv6-addr/domain-name/url.value or file.hashes, indicator.pattern "
+          "(an ip:port: network-traffic dst_ref and dst_port)", required=True),
     Field("ioc_type", "ip:port, domain, url, md5_hash, sha1_hash or sha256_hash",
           "the observable's type", required=True),
     Field("threat_type", "botnet_cc, payload_delivery, payload ...",
@@ -94,12 +93,13 @@ class _ThreatFox(Feed):
         page = f"https://threatfox.abuse.ch/ioc/{ioc_id}/" if ioc_id and ioc_id.isdigit() else None
         source_reference = text(fields.get("reference"))
         return entry(
-            observable, kind=kind, name=name, first_seen=required_time(fields, "first_seen_utc"),
+            observable, kind=kind, name=name, port=port,
+            first_seen=required_time(fields, "first_seen_utc"),
             last_seen=time(fields.get("last_seen_utc")), family=_family(fields),
             confidence=_confidence(fields.get("confidence_level")),
             labels=tuple(t.lower() for t in items(fields.get("tags"))),
             references=reference(SOURCE, page, ioc_id) + _reported(source_reference),
-            extra=extra(fields, _KNOWN, ioc_id=ioc_id, threat_type=threat_type, port=port,
+            extra=extra(fields, _KNOWN, ioc_id=ioc_id, threat_type=threat_type,
                         malware=text(fields.get("fk_malware")),
                         malware_alias=list(items(fields.get("malware_alias"))),
                         is_compromised=flag(fields.get("is_compromised")),
@@ -116,8 +116,8 @@ def _observable(ioc_type: str, value: str) -> tuple[dict[str, Any], str | None, 
         return v.sco("domain-name", value=v.domain(value)), None, None
     if ioc_type == "url":
         return v.sco("url", value=v.url(value)), None, None
-    if ioc_type in HASHES:
-        algorithm = HASHES[ioc_type]
+    algorithm = v.HASH_NAMES.get(ioc_type.removesuffix("_hash"))
+    if ioc_type.endswith("_hash") and algorithm is not None:
         digest = v.hash_value(algorithm, value)
         return v.sco("file", hashes={algorithm: digest}), digest, None
     raise v.BadValue(f"unsupported ioc_type: {ioc_type[:80]!r}")
@@ -135,9 +135,10 @@ def _confidence(value: Any) -> int | None:
     found = text(value)
     if found is None:
         return None
-    if not found.isdigit() or not 0 <= int(found) <= 100:
-        raise v.BadValue(f"confidence_level not 0-100: {found[:80]!r}")
-    return int(found)
+    try:
+        return v.confidence(found)
+    except v.BadValue as exc:
+        raise v.BadValue(f"confidence_level: {exc}") from None
 
 
 def _reported(value: str | None) -> tuple[dict[str, str], ...]:
@@ -164,10 +165,4 @@ class ThreatFoxJson(JsonFeed, _ThreatFox):
     id_field = "ioc_id"
 
     def entries(self, document: Any) -> list[tuple[str | None, Any]]:
-        if isinstance(document, list):
-            return [(None, item) for item in document]
-        if not isinstance(document, dict):
-            raise v.BadValue("not a ThreatFox JSON export or API answer: not an object")
-        if "query_status" in document or "data" in document:
-            return api_entries(document, "data")
-        return keyed_entries(document)
+        return export_entries(document, "data", "ThreatFox")

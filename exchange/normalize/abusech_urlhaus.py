@@ -17,12 +17,11 @@ from .abusech_common import (
     CsvFeed,
     Feed,
     JsonFeed,
-    api_entries,
     entry,
+    export_entries,
     extra,
     gone,
     items,
-    keyed_entries,
     reference,
     required_time,
     text,
@@ -118,10 +117,4 @@ class UrlhausJson(JsonFeed, _Urlhaus):
     id_field = "id"
 
     def entries(self, document: Any) -> list[tuple[str | None, Any]]:
-        if isinstance(document, list):
-            return [(None, item) for item in document]
-        if not isinstance(document, dict):
-            raise v.BadValue("not a URLhaus JSON export or API answer: not an object")
-        if "query_status" in document or "urls" in document:
-            return api_entries(document, "urls")
-        return keyed_entries(document)
+        return export_entries(document, "urls", "URLhaus")

@@ -121,10 +121,13 @@ class Context:
         """Add the source and markings to an object this exchange authors."""
         if obj["type"] not in _SCO_LIKE:
             obj["created_by_ref"] = self.source_id
-        markings = self.markings
-        if markings:
-            obj["object_marking_refs"] = list(markings)
+        if self._marking_list:
+            obj["object_marking_refs"] = self._marking_list[:]
         return obj
+
+    @cached_property
+    def _marking_list(self) -> list[str]:
+        return list(self.markings)
 
 
 _SCO_LIKE = frozenset({"ipv4-addr", "ipv6-addr", "network-traffic", "autonomous-system",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -15,7 +15,7 @@ from ..config import Settings
 from ..errors import ConfigError
 from ..ingest import Ingest
 from . import PARSERS
-from .base import Context
+from .base import Context, Tally
 from .run import Run, progress_stream
 from .values import BadValue
 
@@ -52,46 +52,63 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
 
 
 def ingest(args: argparse.Namespace, settings: Settings) -> int:
+    tally = load(settings, args.format, args.collection, args.paths, options=_settings(args),
+                 source=args.source, tlp=args.tlp, handling=args.handling,
+                 confidence=args.confidence, rejects=args.rejects,
+                 progress=not args.no_progress)
+    print(tally.line())
+    return 1 if tally.rejected else 0
+
+
+def load(settings: Settings, format_name: str, collection: str,
+         paths: Sequence[str | Path], *, options: Mapping[str, str] | None = None,
+         source: str | None = None, tlp: str | None = None, handling: str | None = None,
+         confidence: int | None = None, rejects: str | Path | None = None,
+         progress: bool = False) -> Tally:
+    """Normalise `paths` in one format into one collection (id or alias): what `ingest` does,
+    for any caller (the demo loads its inbox this way). Rejected rows are appended to the
+    `rejects` file as JSON lines, else written to standard error; the progress line shows
+    only when they go to a file. A bad format, collection, path, confidence or option is a
+    ConfigError, raised before anything is read or stored."""
     from ..store.sqlite import SQLiteStore
 
-    parser_class = PARSERS.get(args.format)
+    parser_class = PARSERS.get(format_name)
     if parser_class is None:
-        raise ConfigError(f"unknown format {args.format!r}; known: {', '.join(PARSERS)}")
+        raise ConfigError(f"unknown format {format_name!r}; known: {', '.join(PARSERS)}")
     collections = load_collections(settings).values()
-    target = next((c for c in collections if args.collection in (c.id, c.alias)), None)
+    target = next((c for c in collections if collection in (c.id, c.alias)), None)
     if target is None:
-        raise ConfigError(f"no collection with id or alias {args.collection!r}")
-    paths = [Path(p) for p in args.paths]
-    for path in paths:
+        raise ConfigError(f"no collection with id or alias {collection!r}")
+    inputs = [Path(p) for p in paths]
+    for path in inputs:
         if parser_class.reads_directories and not path.is_dir():
             raise ConfigError(f"{parser_class.name} reads directories: no directory {path}")
         if not parser_class.reads_directories and not path.is_file():
             raise ConfigError(f"no input file {path}")
-    if args.confidence is not None and not 0 <= args.confidence <= 100:
+    if confidence is not None and not 0 <= confidence <= 100:
         raise ConfigError("--confidence must be between 0 and 100")
     try:
-        parser = parser_class(_settings(args))
+        parser = parser_class(dict(options or {}))
     except BadValue as exc:
         raise ConfigError(str(exc)) from None
-    confidence = args.confidence if args.confidence is not None else parser.default_confidence
-    context = Context(args.source or parser.default_source, args.tlp or parser.default_tlp,
-                      handling=args.handling, confidence=confidence)
-    store = SQLiteStore(settings.store_path)
+    if confidence is None:
+        confidence = parser.default_confidence
+    context = Context(source or parser.default_source, tlp or parser.default_tlp,
+                      handling=handling, confidence=confidence)
+    store = SQLiteStore(settings.store_path, bulk=True)
     store.open()
     try:
         with ExitStack() as stack:
-            if args.rejects:
+            if rejects:
                 write: Callable[[bytes], object] = stack.enter_context(
-                    open(args.rejects, "ab")).write
+                    open(rejects, "ab")).write
             else:
                 def write(line: bytes) -> object:
                     return sys.stderr.write(line.decode())
             # The progress line shares standard error only when rejects go to a file.
-            show = not args.no_progress and args.rejects
+            show = progress and rejects
             run = Run(Ingest(store), collection=target.id, rejects=write,
                       progress=progress_stream() if show else None)
-            tally = run.files(parser, paths, context)
+            return run.files(parser, inputs, context)
     finally:
         store.close()
-    print(tally.line())
-    return 1 if tally.rejected else 0

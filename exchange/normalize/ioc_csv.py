@@ -18,8 +18,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -48,8 +46,9 @@ _COLUMN_OPTIONS = {
                  f"{_EXTRA})",
     "confidence": "column of a confidence from 0 to 100 (an empty cell: the feed's)",
 }
-_TIMES = ("STIX/ISO 8601 UTC times ('2026-11-20T10:00:00Z', '2026-11-20 10:00:00'), plain "
-          "dates (YYYY-MM-DD, midnight UTC) or epoch seconds (9-10 digits, optional fraction)")
+_TIMES = ("STIX/ISO 8601 UTC times ('2026-11-20T10:00:00Z', '2026-11-20 10:00:00', "
+          "'2026-11-20 10:00:00 UTC'), plain dates (YYYY-MM-DD, midnight UTC) or epoch seconds "
+          "(9-10 digits, optional fraction)")
 
 # Observable types: the spellings analysts use (lower case, punctuation removed) -> our name.
 _TYPE_NAMES = {
@@ -62,7 +61,6 @@ _TYPE_NAMES = {
 }
 _TYPES = ("auto", "ip", "ipv4", "ipv6", "domain", "url", "email", "md5", "sha1", "sha256",
           "sha512")
-_HASHES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512"}
 _HASH_BY_LENGTH = {32: "md5", 40: "sha1", 64: "sha256", 128: "sha512"}
 
 # Infrastructure kinds: spellings -> build's kind (PAYLOAD, a malware file, is None).
@@ -81,14 +79,11 @@ _BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
 _NO_FAMILY = frozenset({"", "-", "n/a", "na", "none", "unknown"})
 
 _SPELLING = re.compile(r"[^a-z0-9]+")
-_KEY = re.compile(r"[^a-z0-9_]+")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _HEX = re.compile(r"^[0-9A-Fa-f]+$")
 _IP_LIKE = re.compile(r"^[0-9.]+$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EPOCH = re.compile(r"^\d{9,10}(\.\d{1,9})?$")
 _LABEL_SPLIT = re.compile(r"[;,|]")
-_EMAIL_LOCAL = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}$")
 
 
 def _options() -> tuple[Field, ...]:
@@ -151,7 +146,7 @@ class IocCsv(Parser):
         self.type_fixed = _field("option type_fixed", _type_name, setting["type_fixed"]) \
             if "type_fixed" in setting else None
         self.kind = _field("option kind", _kind_name, setting.get("kind", ""))
-        if self.kind == "payload" and self.type_fixed not in (None, "auto", *_HASHES):
+        if self.kind == "payload" and self.type_fixed not in (None, "auto", *v.HASH_NAMES):
             raise v.BadValue(f"{self.name}: kind payload is for file hashes, "
                              f"not type_fixed {self.type_fixed}")
         self.default_first_seen = _field("option default_first_seen", _time,
@@ -241,7 +236,7 @@ class IocCsv(Parser):
             "family": None if family.lower() in _NO_FAMILY else family, "kind": kind,
             "labels": _labels(cell("labels")), "references": references,
             "description": cell("description"),
-            "confidence": _field("confidence", _confidence, cell("confidence"))
+            "confidence": _field("confidence", v.confidence, cell("confidence"))
             if cell("confidence") else None,
             "extra": extra,
         }
@@ -309,8 +304,8 @@ def _observable(type_name: str, text: str) -> tuple[str, dict[str, Any]]:
     """(STIX observable type, its properties) of a value of a type (auto: detected)."""
     if type_name == "auto":
         type_name = _detect(text)
-    if type_name in _HASHES:
-        algorithm = _HASHES[type_name]
+    if type_name in v.HASH_NAMES:
+        algorithm = v.HASH_NAMES[type_name]
         return "file", {"hashes": {algorithm: v.hash_value(algorithm, text)}}
     if type_name in ("ip", "ipv4", "ipv6"):
         obs_type, address = v.ip_address(text)
@@ -321,7 +316,7 @@ def _observable(type_name: str, text: str) -> tuple[str, dict[str, Any]]:
     if type_name == "url":
         return "url", {"value": v.url(text)}
     if type_name == "email":
-        return "email-addr", {"value": _email(text)}
+        return "email-addr", {"value": v.email(text)}
     if _IP_LIKE.match(text):
         raise v.BadValue(f"not a domain name (only digits and dots): {text[:80]!r}")
     return "domain-name", {"value": v.domain(text)}
@@ -343,30 +338,10 @@ def _detect(text: str) -> str:
     raise v.BadValue(f"not an IP address, URL, hash, email address or domain: {text[:80]!r}")
 
 
-def _email(text: str) -> str:
-    """An email address in lower case with its domain in IDNA form."""
-    local, at, host = text.strip().lower().rpartition("@")
-    if not at or not _EMAIL_LOCAL.match(local):
-        raise v.BadValue(f"not an email address: {text[:80]!r}")
-    return f"{local}@{v.domain(host)}"
-
-
 def _time(text: str) -> str:
-    """A STIX timestamp from a source time, a plain date or epoch seconds (all UTC)."""
-    if _DATE.match(text):
-        return v.timestamp(f"{text}T00:00:00")
-    if _EPOCH.match(text):
-        seconds = Decimal(text)
-        moment = datetime.fromtimestamp(int(seconds), UTC) + \
-            timedelta(microseconds=int(seconds % 1 * 10**6))
-        return v.timestamp(moment.strftime("%Y-%m-%dT%H:%M:%S.%f"))
-    return v.timestamp(text)
-
-
-def _confidence(text: str) -> int:
-    if not text.isdigit() or int(text) > 100:
-        raise v.BadValue(f"not a confidence from 0 to 100: {text[:80]!r}")
-    return int(text)
+    """A STIX timestamp from a source time, a plain date or epoch seconds: UTC only, as the
+    option help says, so a time with another offset is refused rather than guessed at."""
+    return v.epoch_timestamp(text) if _EPOCH.match(text) else v.loose_timestamp(text)
 
 
 def _labels(text: str) -> tuple[str, ...]:
@@ -397,7 +372,7 @@ def _extra(cells: dict[str, str], mapped: set[str]) -> dict[str, Any]:
 
 def _keep(extra: dict[str, Any], name: str, text: str) -> None:
     """Keep a value under a property-safe key that no other value holds yet."""
-    key = base = _KEY.sub("_", name).strip("_")[:240] or "column"
+    key = base = v.extra_key(name, "column", limit=240)  # room for a _N suffix
     number = 1
     while key in extra:
         number += 1

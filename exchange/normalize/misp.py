@@ -46,7 +46,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -63,8 +62,6 @@ _EXTRA = "x_misp_extra"
 _UNKNOWN_SUBJECT = "unknown"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
-_KEY = re.compile(r"[^a-z0-9_]+")
-_EMAIL = re.compile(r"^([^@\s\x00-\x1f]{1,64})@([^@\s]+)$")
 _C2_TAG = re.compile(r"(?<![a-z0-9])(c2|cnc|c&c|botnet[-_ ]?cc|command[-_ ]and[-_ ]control)"
                      r"(?![a-z0-9])")
 _FAMILY_TAG = re.compile(r"^misp-galaxy:(malpedia|malware|ransomware|botnet|banker|rat|"
@@ -82,27 +79,6 @@ _EVENT_MAPPED = frozenset({"uuid", "info", "date", "timestamp", "publish_timesta
 
 
 # -- values -------------------------------------------------------------------------------------
-
-def _stix_time(moment: datetime) -> str:
-    return v.timestamp(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"))
-
-
-def _epoch(value: str | int | float) -> str:
-    """MISP `timestamp`: Unix seconds, a string or a number."""
-    try:
-        return _stix_time(datetime.fromtimestamp(int(value), UTC))
-    except (ValueError, OverflowError, OSError):
-        raise v.BadValue(f"not a Unix time: {str(value)[:80]!r}") from None
-
-
-def _iso(value: str) -> str:
-    """MISP `first_seen`/`last_seen`: ISO 8601 with a time zone (UTC when it has none)."""
-    try:
-        moment = datetime.fromisoformat(value.strip())
-        return _stix_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-    except (ValueError, OverflowError):
-        raise v.BadValue(f"not an ISO 8601 time: {value[:80]!r}") from None
-
 
 def _ip(text: str) -> dict[str, Any]:
     kind, value = v.ip_address(text)
@@ -153,34 +129,27 @@ def _named_hash(algorithm: str, text: str) -> _Parsed:
 
 
 def _email(text: str) -> dict[str, Any]:
-    match = _EMAIL.match(text.strip())
-    if match is None:
-        raise v.BadValue(f"not an email address: {text[:80]!r}")
-    return v.sco("email-addr", value=f"{match.group(1)}@{v.domain(match.group(2))}")
+    return v.sco("email-addr", value=v.email(text))
 
 
 def _asn(text: str) -> dict[str, Any]:
-    digits = text.strip().upper().removeprefix("AS")
-    if not digits.isdigit() or not 0 < int(digits) < 2**32:
-        raise v.BadValue(f"not an AS number: {text[:80]!r}")
-    return v.sco("autonomous-system", number=int(digits))
+    return v.sco("autonomous-system", number=v.asn(text))
 
 
-_HASHES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512"}
 _PARSERS: dict[str, Callable[[str], _Parsed]] = {
     "ip-src": partial(_single, _ip), "ip-dst": partial(_single, _ip),
     "ip-src|port": _ip_port, "ip-dst|port": _ip_port,
     "domain": partial(_single, _domain), "hostname": partial(_single, _domain),
     "domain|ip": _domain_ip,
     "url": partial(_single, _url), "uri": partial(_single, _url),
-    **{name: partial(_hash, algorithm) for name, algorithm in _HASHES.items()},
+    **{name: partial(_hash, algorithm) for name, algorithm in v.HASH_NAMES.items()},
     **{f"filename|{name}": partial(_named_hash, algorithm)
-       for name, algorithm in _HASHES.items()},
+       for name, algorithm in v.HASH_NAMES.items()},
     "email-src": partial(_single, _email), "email-dst": partial(_single, _email),
     "AS": partial(_single, _asn),
 }
 _PAYLOAD_TYPES = frozenset(name for name in _PARSERS if name.removeprefix("filename|")
-                           in _HASHES)
+                           in v.HASH_NAMES)
 _CONTEXT_ONLY = frozenset({"AS"})  # never an indicator: no pattern for it in build
 
 
@@ -224,7 +193,7 @@ def _with_tlp(context: Context, *tlps: str | None) -> Context:
 def _extra(item: dict[str, Any], mapped: frozenset[str]) -> dict[str, Any]:
     """Scalar fields without a STIX home, under STIX dictionary-safe keys, and the tags."""
     out: dict[str, Any] = {
-        _KEY.sub("_", k.lower()).strip("_")[:250] or "field": value
+        v.extra_key(k): value
         for k, value in item.items()
         if k not in mapped and isinstance(value, str | int | float) and value != ""
     }
@@ -276,8 +245,8 @@ def _excerpt(document: Any) -> str:
 
 def _event(document: dict[str, Any]) -> _Event:
     event = document["Event"]
-    created = v.timestamp(event["date"] + " 00:00:00")
-    edited = _epoch(event["timestamp"])
+    created = v.loose_timestamp(event["date"])  # a plain date: its midnight (UTC)
+    edited = v.epoch_timestamp(event["timestamp"])
     published = event.get("publish_timestamp")
     tags = _tag_names(event)
     extra = _extra(event, _EVENT_MAPPED)
@@ -287,7 +256,7 @@ def _event(document: dict[str, Any]) -> _Event:
     return _Event(
         uuid=event["uuid"].lower(), info=event["info"].strip(), created=created,
         modified=max(created, edited),
-        published=_epoch(published) if published and int(published) > 0 else created,
+        published=v.epoch_timestamp(published) if published and int(published) > 0 else created,
         tags=tags, tlp=_tlp(tags), creator=orgc.get("name"), extra=extra)
 
 
@@ -311,9 +280,10 @@ def _harmonise(attribute: Any, holder: dict[str, Any] | None, event: _Event) -> 
     if parse is None:
         raise v.BadValue(f"unsupported MISP attribute type {kind[:80]}")
     observables, extra = parse(attribute["value"])
-    edited = _epoch(attribute["timestamp"]) if "timestamp" in attribute else event.modified
-    first = _iso(attribute["first_seen"]) if attribute.get("first_seen") else edited
-    last = _iso(attribute["last_seen"]) if attribute.get("last_seen") else None
+    edited = v.epoch_timestamp(attribute["timestamp"]) if "timestamp" in attribute \
+        else event.modified
+    first = _seen(attribute, "first_seen") or edited
+    last = _seen(attribute, "last_seen")
     tags = _tag_names(attribute)
     extra = {**_extra(attribute, _ATTRIBUTE_MAPPED), **extra}
     if last is not None and last < first:  # inconsistent: kept as sent, not used
@@ -332,6 +302,12 @@ def _harmonise(attribute: Any, holder: dict[str, Any] | None, event: _Event) -> 
         "modified": max(t for t in (first, last, edited) if t),
         "tlp": _tlp(tags), "event": event, "extra": extra,
     }
+
+
+def _seen(attribute: dict[str, Any], name: str) -> str | None:
+    """MISP `first_seen`/`last_seen`: ISO 8601 with a time zone (UTC when it has none)."""
+    value = attribute.get(name)
+    return v.loose_timestamp(value, iso8601=True) if value else None
 
 
 def _infrastructure_kind(kind: str, category: Any, *tag_lists: tuple[str, ...],

@@ -32,7 +32,7 @@ from ..model import LAST, Candidate, Query
 from .base import Context, Parser, Produced, Reject, Tally, normalize
 from .values import later_by_millisecond
 
-BATCH = 2000  # objects per store transaction
+BATCH = 5000  # objects per store transaction
 PARALLEL_BYTES = 4 * 1024 * 1024  # inputs at least this large get a producer process
 
 

@@ -91,12 +91,17 @@ class _Report(Parser):
 
 def _present(row: Row) -> dict[str, str]:
     """The row's non-empty values, stripped."""
-    return {k: s.strip() for k, s in row.values.items() if s.strip()}
+    return {k: text for k, s in row.values.items() if (text := s.strip())}
 
 
 def _extra(raw: dict[str, str]) -> dict[str, str]:
     """Columns without a STIX home, under STIX-safe keys."""
-    return {_KEY.sub("_", k).strip("_")[:250] or "column": s for k, s in raw.items()}
+    return {_safe_key(k): s for k, s in raw.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _safe_key(column: str) -> str:
+    return _KEY.sub("_", column).strip("_")[:250] or "column"
 
 
 def _seen(raw: dict[str, str]) -> str:
@@ -105,6 +110,7 @@ def _seen(raw: dict[str, str]) -> str:
     return v.timestamp(raw.pop("timestamp"))
 
 
+@functools.lru_cache(maxsize=4096)
 def _asn(text: str) -> int:
     text = text.upper().removeprefix("AS")
     if not text.isdigit() or not 0 < int(text) < 2**32:
@@ -116,10 +122,15 @@ def _protocols(address_type: str, raw: dict[str, str], *names: str) -> list[str]
     """Network-traffic protocols: the IP version, then each named column's token, in order."""
     protocols = ["ipv6" if address_type == "ipv6-addr" else "ipv4"]
     for name in names:
-        token = _TOKEN.sub("-", raw.pop(name, "").lower()).strip("-")
+        token = _token(raw.pop(name, ""))
         if token and token not in protocols:
             protocols.append(token)
     return protocols
+
+
+@functools.lru_cache(maxsize=1024)
+def _token(text: str) -> str:
+    return _TOKEN.sub("-", text.lower()).strip("-")
 
 
 def _tags(text: str) -> list[str]:
@@ -437,7 +448,7 @@ class Event4HoneypotBruteForce(_Report):
             value = raw.pop(name)
             if self._username_key is not None and not _SECRET.search(name):
                 digest = hmac.new(self._username_key, value.encode(), hashlib.sha256)
-                kept[_KEY.sub("_", name).strip("_") + "_hmac_sha256"] = digest.hexdigest()
+                kept[v.extra_key(name, limit=238) + "_hmac_sha256"] = digest.hexdigest()
         return kept
 
     def to_stix(self, record: Record, context: Context) -> list[dict[str, Any]]:
@@ -493,7 +504,7 @@ class CompromisedWebsite(_Report):
         if not any(k in out for k in ("ip", "domain", "url")):
             raise v.BadValue("row names no ip, http_host or url")
         if "asn" in raw:
-            out["asn"] = _asn(raw.pop("asn"))
+            out["asn"] = v.asn(raw.pop("asn"))
         family = raw.pop("family", "")
         if family:
             out["family"] = family.lower()
@@ -577,8 +588,9 @@ class MalwareUrl(_Report):
         out["references"] = tuple({"source_name": "cve", "external_id": t.upper()}
                                   for t in dict.fromkeys(tags) if _CVE.match(t))
         hashes = {}
-        for column, algorithm in (("sha256", "SHA-256"), ("md5", "MD5")):
+        for column in ("sha256", "md5"):
             if column in raw:
+                algorithm = v.HASH_NAMES[column]
                 hashes[algorithm] = v.hash_value(algorithm, raw.pop(column))
         out["hashes"] = hashes
         out["extra"] = _extra(raw)
@@ -632,7 +644,7 @@ class Blocklist(_Report):
         out: dict[str, Any] = {}
         out["ip_type"], out["ip"] = _address_or_network(raw.pop("ip"))
         if "asn" in raw:
-            out["asn"] = _asn(raw.pop("asn"))
+            out["asn"] = v.asn(raw.pop("asn"))
         reason = raw.get("reason") or raw.get("tag") or raw.get("source") or "listed"
         out["pattern"] = _name(f"blocklisted: {reason}")
         out["extra"] = _extra(raw)
@@ -707,7 +719,7 @@ class Scan(_Report):
             out["port"] = v.port(raw.pop("port"))
         out["protocols"] = _protocols(out["ip_type"], raw, "protocol")
         if "asn" in raw:
-            out["asn"] = _asn(raw.pop("asn"))
+            out["asn"] = v.asn(raw.pop("asn"))
         report = self.settings.get("report", "").strip().lower() or _report_in_name(row.source)
         out["targets"] = _scan_findings(raw.get("tag", ""), report)
         if report:

@@ -13,6 +13,7 @@ import ipaddress
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -57,10 +58,12 @@ def canonical_json(value: Any) -> bytes:
 def uuid5(namespace: uuid.UUID, name: bytes) -> str:
     """RFC 4122 UUIDv5 as text, as `uuid.uuid5` computes it, without building UUID objects
     (ids are built for every object of every row)."""
-    h = hashlib.sha1(namespace.bytes + name).hexdigest()
+    prefix = _NAMESPACE_BYTES.get(namespace) or namespace.bytes
+    h = hashlib.sha1(prefix + name).hexdigest()
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:32]}"
 
 
+_NAMESPACE_BYTES = {n: n.bytes for n in (SCO_NAMESPACE, PROJECT_NAMESPACE)}
 # The RFC 4122 variant bits (10xx) set on a hex digit.
 _VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
@@ -228,6 +231,7 @@ def later_by_millisecond(stix_timestamp: str) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=8192)
 def observable_timestamp(stix_timestamp: str) -> str:
     """A millisecond STIX timestamp written as stix2 writes it (no trailing zeros in the
     fraction), for observable properties: the deterministic id of an observable holding it
@@ -235,3 +239,91 @@ def observable_timestamp(stix_timestamp: str) -> str:
     head, _, fraction = stix_timestamp[:-1].partition(".")
     fraction = fraction.rstrip("0")
     return head + (f".{fraction}" if fraction else "") + "Z"
+
+
+# -- helpers the formats share (appended: the functions above are tuned for speed) -----------
+
+# Hash names as the feeds spell them (MISP attribute types, ThreatFox and MalwareBazaar
+# columns without `_hash`, analysts' type columns) -> STIX hash algorithm names.
+HASH_NAMES = {"md5": "MD5", "sha1": "SHA-1", "sha256": "SHA-256", "sha512": "SHA-512"}
+
+_PLAIN_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+_ASN = re.compile(r"[0-9]{1,10}")
+_CONFIDENCE = re.compile(r"[0-9]{1,3}")
+# RFC 5322 atext and dots, or RFC 6531 non-ASCII characters, in a local part.
+_EMAIL_LOCAL = re.compile(r"[a-z0-9.!#$%&'*+/=?^_`{|}~\u00a0-\U0010ffff-]{1,64}")
+_EXTRA_KEY = re.compile(r"[^a-z0-9_]+")
+_EPOCH_LIMIT = 253402300800  # 10000-01-01T00:00:00Z in Unix seconds
+
+
+def email(text: str) -> str:
+    """An email address in lower case (one address, one object), its domain in IDNA form."""
+    local, at, host = text.strip().lower().rpartition("@")
+    if not at or not _EMAIL_LOCAL.fullmatch(local) or not local.isprintable():
+        raise BadValue(f"not an email address: {text[:80]!r}")
+    return f"{local}@{domain(host)}"
+
+
+def asn(text: str) -> int:
+    """An autonomous system number, written with or without `AS` (`AS64496`, `64496`)."""
+    digits = text.strip().upper().removeprefix("AS")
+    if not _ASN.fullmatch(digits) or not 0 < int(digits) < 2**32:
+        raise BadValue(f"not an AS number: {digits[:80]!r}")
+    return int(digits)
+
+
+def confidence(text: str) -> int:
+    """A STIX confidence, 0 to 100, from a source's whole number."""
+    value = text.strip()
+    if not _CONFIDENCE.fullmatch(value) or int(value) > 100:
+        raise BadValue(f"not a confidence from 0 to 100: {text[:80]!r}")
+    return int(value)
+
+
+def extra_key(name: str, fallback: str = "field", limit: int = 250) -> str:
+    """A source field name as a key of an `x_<source>_extra` dictionary: STIX dictionary keys
+    are ASCII letters, digits and underscores (lower case here), at most 250 characters."""
+    return _EXTRA_KEY.sub("_", name.lower()).strip("_")[:limit] or fallback
+
+
+def epoch_timestamp(value: str | int | float) -> str:
+    """Unix seconds (a string or a number, a fraction allowed) as a STIX timestamp."""
+    try:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        seconds = Decimal(value.strip() if isinstance(value, str) else value)
+        if not abs(seconds) < _EPOCH_LIMIT:  # also NaN; no huge integer is ever built
+            raise ValueError(value)
+        moment = datetime.fromtimestamp(int(seconds), UTC) + \
+            timedelta(microseconds=int(seconds % 1 * 10**6))
+    except (ArithmeticError, ValueError, OverflowError, OSError):
+        raise BadValue(f"not a Unix time: {str(value)[:80]!r}") from None
+    return _moment(moment)
+
+
+def loose_timestamp(text: str, *, iso8601: bool = False) -> str:
+    """A source time as a STIX timestamp, accepting beyond `timestamp` what feeds send: a plain
+    date `YYYY-MM-DD` (midnight UTC) and a trailing `UTC`. With `iso8601`, also any ISO 8601
+    form Python reads (compact, week dates, no seconds), an offset converted to UTC and no
+    offset meaning UTC; without it a time with another offset is refused, not guessed."""
+    value = text.strip()
+    if value.endswith("UTC"):
+        value = value[:-3].rstrip()
+    if _PLAIN_DATE.fullmatch(value):
+        value += " 00:00:00"
+    try:
+        return timestamp(value)
+    except BadValue:
+        if not iso8601:
+            raise BadValue(f"not a UTC date and time: {text[:80]!r}") from None
+    try:
+        moment = datetime.fromisoformat(value)
+        return _moment(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+    except (ValueError, OverflowError):
+        raise BadValue(f"not a UTC date and time: {text[:80]!r}") from None
+
+
+def _moment(moment: datetime) -> str:
+    """An aware datetime as a STIX timestamp, through `timestamp` so a moment it would not
+    accept (a year before 1000) is refused as it would be."""
+    return timestamp(moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f"))
