@@ -33,3 +33,33 @@ def test_bad_bundle_files_are_one_reject(tmp_path: Path, body: bytes, reason: st
     path.write_bytes(body)
     _, rejects, _ = run("stix-bundle", path)
     assert len(rejects) == 1 and reason in rejects[0].reason
+
+
+def test_a_conflicting_bundle_object_is_rejected_with_its_row(tmp_path: Path):
+    """Pass-through objects are not this exchange's to re-version: a different object under
+    a stored id and version is refused, and the reject names its file, row and raw JSON."""
+    from exchange.ingest import Ingest
+    from exchange.normalize import PARSERS, Context
+    from exchange.normalize.run import Run
+    from exchange.store.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    store.open()
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    gen.write_bundle(first, hostile=False, count=3)
+    document = orjson.loads(first.read_bytes())
+    document["objects"][1]["name"] = "changed without a new version"
+    second.write_bytes(orjson.dumps(document))
+    lines: list[bytes] = []
+    try:
+        run = Run(Ingest(store), collection="c", rejects=lines.append)
+        parser = PARSERS["stix-bundle"]()
+        run.files(parser, [first], Context("Partner"))
+        tally = run.files(parser, [second], Context("Partner"))
+    finally:
+        store.close()
+    rejects = [orjson.loads(line) for line in lines]
+    assert tally.rejected == 1 and len(rejects) == 1
+    assert rejects[0]["source"] == str(second) and rejects[0]["row"] == 2
+    assert "changed without a new version" in rejects[0]["raw"]
+    assert "refused by ingest" in rejects[0]["reason"]

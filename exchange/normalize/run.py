@@ -41,7 +41,9 @@ class Batch:
     """Checked objects with where each came from, plus the rejects met on the way."""
 
     candidates: list[Candidate]
-    origins: list[tuple[str, int, str]]  # (source, row, raw) of each candidate's record
+    # (source, row, raw) of each candidate's record, by id: only for pass-through formats,
+    # where the store refusing an object is a reject (authored objects become new versions).
+    origins: dict[str, tuple[str, int, str]]
     rejects: list[Reject]
     done_bytes: int  # input consumed so far, for the progress line
     read: int  # records read so far, for the progress line
@@ -60,7 +62,8 @@ def produce(parser: Parser, paths: list[Path], context: Context, tally: Tally,
         by_id: dict[str, Produced] = {}
         for produced in objects:
             by_id.setdefault(str(produced.obj.get("id")), produced)
-        origins = [_origin(by_id[c.id]) for c in checked.candidates]
+        origins = {} if parser.authors_objects else \
+            {c.id: _origin(by_id[c.id]) for c in checked.candidates}
         for failure in checked.failures:
             found = by_id.get(failure["id"])
             source, row, raw = _origin(found) if found else ("", 0, "")
@@ -171,7 +174,7 @@ class Run:
         if not conflicts:
             return
         renewed: list[Candidate] = []
-        for candidate, origin in zip(batch.candidates, batch.origins, strict=True):
+        for candidate in batch.candidates:
             if candidate.id not in conflicts:
                 continue
             if candidate.version is None:  # an observable has one version: the first stays
@@ -181,12 +184,13 @@ class Run:
             if newer is None and authored:  # the newest stored version says the same
                 self.tally.unchanged += 1
             elif newer is None:
+                source, row, raw = batch.origins.get(candidate.id, ("", 0, ""))
                 self.tally.rejected += 1
-                self._reject(Reject(*origin[:2], f"refused by ingest: {CONFLICT}", origin[2]))
+                self._reject(Reject(source, row, f"refused by ingest: {CONFLICT}", raw))
             else:
                 renewed.append(newer)
         if renewed:
-            self._load(Batch(renewed, [("", 0, "")] * len(renewed), [], 0, 0), authored=False)
+            self._load(Batch(renewed, {}, [], 0, 0), authored=False)
 
     def _new_version(self, candidate: Candidate) -> Candidate | None:
         """New facts under an old timestamp: a version after the newest stored one, or None
