@@ -98,7 +98,8 @@ def infrastructure_objects(
     stamp = context.stamp
     observable = stamp(observable)
     value = observable.get("value")
-    label = name or (f"{value}:{port}" if port is not None else value) or pattern(observable)
+    host = f"[{value}]" if observable["type"] == "ipv6-addr" else value
+    label = name or (f"{host}:{port}" if port is not None else value) or pattern(observable)
     times = [t for t in (first_seen, last_seen, valid_until) if t]
     modified = max(times)
     key = (context.source_id, observable["id"]) + ((str(port),) if port is not None else ())

@@ -34,7 +34,6 @@ from .csvrows import Row, read_rows
 
 _EXTRA = "x_shadowserver_extra"
 _TOKEN = re.compile(r"[^a-z0-9-]+")
-_KEY = re.compile(r"[^a-z0-9_]+")
 _CVE = re.compile(r"^cve-\d{4}-\d{4,}$")
 _TAG_SPLIT = re.compile(r"[;,]")
 
@@ -101,7 +100,7 @@ def _extra(raw: dict[str, str]) -> dict[str, str]:
 
 @functools.lru_cache(maxsize=1024)
 def _safe_key(column: str) -> str:
-    return _KEY.sub("_", column).strip("_")[:250] or "column"
+    return v.extra_key(column, "column")
 
 
 def _seen(raw: dict[str, str]) -> str:
@@ -110,12 +109,8 @@ def _seen(raw: dict[str, str]) -> str:
     return v.timestamp(raw.pop("timestamp"))
 
 
-@functools.lru_cache(maxsize=4096)
-def _asn(text: str) -> int:
-    text = text.upper().removeprefix("AS")
-    if not text.isdigit() or not 0 < int(text) < 2**32:
-        raise v.BadValue(f"not an AS number: {text[:80]!r}")
-    return int(text)
+# Cached: a report repeats a few AS numbers on every row.
+_asn = functools.lru_cache(maxsize=4096)(v.asn)
 
 
 def _protocols(address_type: str, raw: dict[str, str], *names: str) -> list[str]:

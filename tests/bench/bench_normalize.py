@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Shadowserver event4_sinkhole CSV to stored STIX: rows/s and peak memory of `ingest`.
 
-    .venv/bin/python tests/bench/bench_normalize.py [--sizes 100000,1000000] [--out FILE]
+    .venv/bin/python -m tests.bench.bench_normalize [--sizes 100000,1000000] [--out FILE]
 
 For each size N a synthetic event4_sinkhole report of N rows is written (documentation
 address ranges and `.example` names only: half the victims from the three IPv4 documentation
