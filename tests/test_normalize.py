@@ -3,8 +3,10 @@ and `taxii-exchange ingest` end to end into a live server read back with taxii2-
 
 from __future__ import annotations
 
+import io
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -424,3 +426,62 @@ def test_a_server_on_a_port_is_apart_from_the_same_address_on_another():
     assert stix2.Indicator(**on_443[1], allow_custom=True)
     assert on_443[1]["id"] != on_80[1]["id"] and "203.0.113.5:443" in on_443[1]["name"]
     assert on_443[0]["id"] == on_80[0]["id"]  # one address observable
+
+
+# -- the two-process load and the progress line -------------------------------------------------
+
+def _load(tmp_path: Path, name: str, path: Path, *, parallel: bool,
+          progress: io.StringIO | None = None) -> tuple[Tally, list[bytes], list[bytes]]:
+    store = SQLiteStore(tmp_path / f"{name}-{parallel}.sqlite3")
+    store.open()
+    lines: list[bytes] = []
+    try:
+        run = Run(Ingest(store), collection=OPEN, rejects=lines.append, batch=50,
+                  progress=progress)
+        parser = PARSERS[name]()
+        tally = run.files(parser, [path], Context(parser.default_source, "amber"),
+                          parallel=parallel)
+        page = store.query(Query(collection=OPEN, limit=5000, versions=(ALL,)), with_body=True)
+    finally:
+        store.close()
+    return tally, lines, [e.body for e in page.entries]
+
+
+def test_a_producer_process_loads_exactly_what_one_process_loads(tmp_path: Path):
+    sample = sinkholes.write_sinkhole(tmp_path / "event4_sinkhole.csv", count=300)
+    alone, alone_rejects, alone_bodies = _load(tmp_path, SINKHOLE, sample.path, parallel=False)
+    child, child_rejects, child_bodies = _load(tmp_path, SINKHOLE, sample.path, parallel=True)
+    assert child == alone and alone.rejected == sample.bad and alone.stored > 300
+    assert child_rejects == alone_rejects
+    assert child_bodies == alone_bodies
+
+
+class _Broken(PARSERS[SINKHOLE]):  # type: ignore[misc,valid-type]
+    """A parser whose reader fails outright after some rows (a bug, not a bad row)."""
+
+    def records(self, path: Path) -> Iterator[Any]:
+        for number, item in enumerate(super().records(path)):
+            if number == 100:
+                raise OSError("disk went away")
+            yield item
+
+
+def test_a_failing_producer_process_stops_the_load_with_its_reason(tmp_path: Path):
+    sample = sinkholes.write_sinkhole(tmp_path / "event4_sinkhole.csv", count=300)
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    store.open()
+    try:
+        run = Run(Ingest(store), collection=OPEN, rejects=lambda line: None, batch=50)
+        with pytest.raises(RuntimeError, match="disk went away"):
+            run.files(_Broken(), [sample.path], Context("Test"), parallel=True)
+    finally:
+        store.close()
+
+
+def test_the_progress_line_ends_at_100_percent_with_the_records_read(tmp_path: Path):
+    sample = sinkholes.write_sinkhole(tmp_path / "event4_sinkhole.csv", count=120)
+    shown = io.StringIO()
+    tally, _, _ = _load(tmp_path, SINKHOLE, sample.path, parallel=False, progress=shown)
+    last = shown.getvalue().rstrip("\n").split("\r")[-1]
+    assert "100%" in last and f"{tally.read:,} records" in last
+    assert shown.getvalue().endswith("\n")
