@@ -10,7 +10,15 @@ from typing import Any
 import orjson
 import pytest
 
-from exchange.normalize import PARSERS, Context, Produced, Reject, abusech_common, normalize
+from exchange.normalize import (
+    PARSERS,
+    Context,
+    Produced,
+    Reject,
+    abusech_common,
+    jsondoc,
+    normalize,
+)
 from exchange.normalize import values as v
 from tests.fixtures import abusech as gen
 from tests.normalizing import run
@@ -473,7 +481,7 @@ def test_an_api_answer_without_results_is_no_record(tmp_path: Path):
 def test_a_json_file_over_the_size_cap_is_rejected_unread(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch):
     sample = gen.write_feodo_json(tmp_path / "f.json", gen.feodo_entries(random.Random(2), 5))
-    monkeypatch.setattr(abusech_common, "MAX_FILE", 100)
+    monkeypatch.setattr(jsondoc, "MAX_FILE", 100)
     rejects = run(FEODO_JSON, sample.path)[1]
     assert [(r.row, r.reason) for r in rejects] == [(0, "file larger than 100 bytes")]
 

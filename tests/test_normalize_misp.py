@@ -11,8 +11,7 @@ import orjson
 import pytest
 
 from exchange.cli import main
-from exchange.normalize import Context, Produced, Reject
-from exchange.normalize import misp as module
+from exchange.normalize import Context, Produced, Reject, jsondoc
 from exchange.normalize import values as v
 from exchange.normalize.base import TLP
 from tests.conftest import Env
@@ -373,7 +372,7 @@ def test_a_file_over_the_size_cap_is_one_reject(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch):
     path = tmp_path / "big.json"
     path.write_bytes(_event_bytes())
-    monkeypatch.setattr(module, "MAX_FILE", 10)
+    monkeypatch.setattr(jsondoc, "MAX_FILE", 10)
     _, rejects, _ = run(EVENT, path)
     assert [(r.row, r.reason) for r in rejects] == [(0, "file larger than 10 bytes")]
 

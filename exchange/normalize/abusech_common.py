@@ -26,7 +26,7 @@ from . import build
 from . import values as v
 from .base import Context, Parser, Record, Reject
 from .csvrows import MAX_LINE, Row, read_rows
-from .stix_bundle import MAX_FILE
+from .jsondoc import excerpt, load_json
 
 EXTRA = "x_abusech_extra"
 MAX_RECORD = MAX_LINE  # bytes of one JSON entry, as for one CSV line
@@ -230,9 +230,9 @@ class JsonFeed(Feed):
     def records(self, path: Path) -> Iterator[Record | Reject]:
         source = str(path)
         try:
-            found = self.entries(_document(path))
+            found = self.entries(load_json(path))
         except v.BadValue as exc:
-            yield Reject(source, 0, str(exc), _excerpt(path))
+            yield Reject(source, 0, str(exc), excerpt(path))
             return
         for index, (key, item) in enumerate(found, start=1):
             raw = orjson.dumps({key: [item]} if key is not None else item).decode()
@@ -281,16 +281,3 @@ def _api_entries(document: dict[str, Any], name: str) -> list[tuple[str | None, 
     return [(None, item) for item in found]
 
 
-def _document(path: Path) -> Any:
-    """The whole JSON document; BadValue when it is too big or not JSON."""
-    if path.stat().st_size > MAX_FILE:
-        raise v.BadValue(f"file larger than {MAX_FILE} bytes")
-    try:
-        return orjson.loads(path.read_bytes().removeprefix(b"\xef\xbb\xbf"))
-    except orjson.JSONDecodeError as exc:
-        raise v.BadValue(f"not valid JSON: {exc}") from None
-
-
-def _excerpt(path: Path) -> str:
-    with path.open("rb") as handle:
-        return handle.read(200).decode("utf-8", "backslashreplace") or "(empty file)"

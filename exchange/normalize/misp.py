@@ -56,8 +56,8 @@ from ..schemas import problem
 from . import build
 from . import values as v
 from .base import Context, Field, Parser, Record, Reject
+from .jsondoc import load_json
 
-MAX_FILE = 256 * 1024 * 1024  # an event file (or manifest) is read whole
 _EXTRA = "x_misp_extra"
 _UNKNOWN_SUBJECT = "unknown"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
@@ -220,22 +220,6 @@ class _Event:
     extra: dict[str, Any]
 
 
-def _load(path: Path) -> Any:
-    """A JSON document read whole (size-capped); BadValue when it cannot be."""
-    try:
-        if path.stat().st_size > MAX_FILE:
-            raise v.BadValue(f"file larger than {MAX_FILE} bytes")
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise v.BadValue("file missing") from None
-    except OSError as exc:
-        raise v.BadValue(f"cannot read file: {exc.strerror or exc}") from None
-    try:
-        return orjson.loads(data.removeprefix(b"\xef\xbb\xbf"))
-    except orjson.JSONDecodeError as exc:
-        raise v.BadValue(f"not valid JSON: {exc}") from None
-
-
 def _excerpt(document: Any) -> str:
     try:
         return orjson.dumps(document).decode()[:200]
@@ -324,7 +308,7 @@ def _read_event(path: Path, expected: str | None = None) -> Iterator[Record | Re
     when the file cannot be read as an event."""
     source = str(path)
     try:
-        document = _load(path)
+        document = load_json(path)
     except v.BadValue as exc:
         yield Reject(source, 0, str(exc), "")
         return
@@ -503,7 +487,7 @@ class MispFeed(_Misp):
     def records(self, path: Path) -> Iterator[Record | Reject]:
         manifest = path / "manifest.json"
         try:
-            listed = _load(manifest)
+            listed = load_json(manifest)
         except v.BadValue as exc:
             yield Reject(str(manifest), 0, str(exc), "")
             return

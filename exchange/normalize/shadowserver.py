@@ -23,6 +23,7 @@ import hmac
 import io
 import ipaddress
 import re
+from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -72,9 +73,9 @@ class _Report(Parser):
             except v.BadValue as exc:
                 yield Reject(item.source, item.number, str(exc), self._raw(item, header))
 
+    @abstractmethod
     def _harmonise(self, row: Row, header: list[str]) -> Record:
         """The row's canonical values (raise BadValue to reject it)."""
-        raise NotImplementedError
 
     def _raw(self, row: Row, header: list[str]) -> str:
         """The raw line kept on the row's record or reject."""

@@ -17,8 +17,7 @@ from ..errors import InvalidObject
 from ..stix import check_object
 from . import values as v
 from .base import Context, Field, Parser, Record, Reject
-
-MAX_FILE = 256 * 1024 * 1024  # a bundle is read whole (not streamed yet)
+from .jsondoc import excerpt, load_json
 
 
 class StixBundle(Parser):
@@ -34,22 +33,18 @@ class StixBundle(Parser):
 
     def records(self, path: Path) -> Iterator[Record | Reject]:
         source = str(path)
-        if path.stat().st_size > MAX_FILE:
-            yield Reject(source, 0, f"file larger than {MAX_FILE} bytes", "")
-            return
-        data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
         try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            yield Reject(source, 0, f"not valid JSON: {exc}", _excerpt(data))
+            document = load_json(path)
+        except v.BadValue as exc:
+            yield Reject(source, 0, str(exc), excerpt(path))
             return
         if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
             yield Reject(source, 0, "not a STIX bundle or TAXII envelope: no 'objects' list",
-                         _excerpt(data))
+                         excerpt(path))
             return
         if "type" in document and document["type"] != "bundle":
             yield Reject(source, 0, f"a document with a 'type' must be a bundle, not "
-                         f"{document['type']!r}", _excerpt(data))
+                         f"{document['type']!r}", excerpt(path))
             return
         for index, obj in enumerate(document["objects"], start=1):
             raw = orjson.dumps(obj).decode()
@@ -74,6 +69,4 @@ def _time(obj: dict[str, Any]) -> str | None:
         return None  # more than microsecond precision: valid STIX, no report time from it
 
 
-def _excerpt(data: bytes) -> str:
-    return data[:200].decode("utf-8", "backslashreplace")
 FORMATS: tuple[type[Parser], ...] = (StixBundle,)
