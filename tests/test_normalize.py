@@ -22,6 +22,7 @@ from exchange.model import ALL, Query
 from exchange.normalize import PARSERS, Context, build
 from exchange.normalize import values as v
 from exchange.normalize.base import TLP, Tally
+from exchange.normalize.csvrows import Row, read_rows
 from exchange.normalize.run import Run
 from exchange.stix import check_object
 from exchange.store.sqlite import SQLiteStore
@@ -485,3 +486,16 @@ def test_the_progress_line_ends_at_100_percent_with_the_records_read(tmp_path: P
     last = shown.getvalue().rstrip("\n").split("\r")[-1]
     assert "100%" in last and f"{tally.read:,} records" in last
     assert shown.getvalue().endswith("\n")
+
+
+def test_csv_headers_come_with_their_line_number_even_inside_a_comment(tmp_path: Path):
+    path = tmp_path / "export.csv"
+    path.write_text('#####\n# a feed export\n# "first_seen_utc", "ioc_id", "tags"\n#\n'
+                    '"2026-11-20 10:00:00", "1", "a,b"\n# END\n')
+    items = list(read_rows(path, comment=b"#", header_comment=("first_seen_utc", "ioc_id"),
+                           skip_initial_space=True))
+    assert items[0] == (["first_seen_utc", "ioc_id", "tags"], 3)
+    assert isinstance(items[1], Row) and items[1].number == 5
+    assert items[1].values == {"first_seen_utc": "2026-11-20 10:00:00", "ioc_id": "1",
+                               "tags": "a,b"}
+    assert len(items) == 2

@@ -191,7 +191,7 @@ class CsvFeed(Feed):
                 header = {self.aliases.get(n, n) for n in item[0]}
                 missing = [n for n in self.required if n not in header]
                 if missing:
-                    yield Reject(source, _header_line(path), "header lacks required columns: "
+                    yield Reject(source, item[1], "header lacks required columns: "
                                  + ", ".join(missing), ",".join(item[0]))
                     return
             else:
@@ -202,17 +202,6 @@ class CsvFeed(Feed):
             yield self.record(row.source, row.number, row.raw, row.values)
         except v.BadValue as exc:
             yield Reject(row.source, row.number, str(exc), row.raw)
-
-
-def _header_line(path: Path) -> int:
-    """The line number of a plain header: the first line neither blank nor a comment (a header
-    that lacks required columns was not read from a comment, which must name them all)."""
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            body = line.removeprefix(b"\xef\xbb\xbf").strip()
-            if body and not body.startswith(b"#"):
-                return number
-    return 0
 
 
 # -- JSON exports ---------------------------------------------------------------------------------

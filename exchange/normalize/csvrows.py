@@ -32,8 +32,9 @@ def _decode(line: bytes) -> str:
 
 def read_rows(path: Path, *, delimiter: str = ",", comment: bytes | None = None,
               header_comment: Collection[str] = (), skip_initial_space: bool = False,
-              ) -> Iterator[tuple[list[str], None] | Row | Reject]:
-    """First the header (as a tuple with None), then each data row as a Row or a Reject.
+              ) -> Iterator[tuple[list[str], int] | Row | Reject]:
+    """First the header (as a tuple with its line number), then each data row as a Row or a
+    Reject.
 
     Lines starting with `comment` (e.g. b"#") are skipped, before and after the header,
     except that a comment line before the data naming every column in `header_comment` is the
@@ -65,7 +66,7 @@ def read_rows(path: Path, *, delimiter: str = ",", comment: bytes | None = None,
                     yield Reject(source, number, f"unreadable header: {reason}", raw)
                     return
                 header = [name.strip().lower() for name in fields]
-                yield header, None
+                yield header, number
                 continue
             if reason is not None or fields is None:
                 yield Reject(source, number, reason or "unreadable row", raw)

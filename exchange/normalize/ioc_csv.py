@@ -7,7 +7,7 @@ Header names are matched case-insensitively after trimming.
 
 Every row is suspect infrastructure (`build.infrastructure_objects`); a file hash is a malware
 file (`build.PAYLOAD`). A mistake in the mapping fails early and once: a bad option value is a
-`BadValue` from the constructor, a mapped column the header lacks is one reject at row 1.
+`BadValue` from the constructor, a mapped column the header lacks is one reject at the header row.
 Times come only from the data (a first_seen column or the `default_first_seen` option), never
 from the clock, so ids, `created` and `modified` are the same on every run. Columns the
 mapping does not name are kept in `x_ioc_csv_extra`.
@@ -166,7 +166,7 @@ class IocCsv(Parser):
             if isinstance(item, tuple):
                 problem = self._header_problem(item[0])
                 if problem:
-                    yield Reject(str(path), 1, problem, self.delimiter.join(item[0]))
+                    yield Reject(str(path), item[1], problem, self.delimiter.join(item[0]))
                     return
                 continue
             if isinstance(item, Reject):

@@ -61,7 +61,7 @@ class _Report(Parser):
                 header = item[0]
                 missing = [f.name for f in self.fields if f.required and f.name not in header]
                 if missing:
-                    yield Reject(str(path), 1, "header lacks required columns: "
+                    yield Reject(str(path), item[1], "header lacks required columns: "
                                  f"{', '.join(missing)}", self._header_raw(header))
                     return
                 continue
