@@ -83,24 +83,25 @@ def infrastructure_objects(
     context: Context, observable: dict[str, Any], *, first_seen: str,
     last_seen: str | None = None, valid_until: str | None = None,
     family: str | None = None, kind: tuple[str, str] | None = C2, name: str | None = None,
-    port: int | None = None,
+    port: int | None = None, edited: str | None = None,
     labels: tuple[str, ...] = (), references: tuple[dict[str, str], ...] = (),
     extra: dict[str, Any] | None = None, extra_name: str = "",
 ) -> list[dict[str, Any]]:
     """Observable, indicator, infrastructure, malware family and their relationships
     (with `kind=PAYLOAD`, for a malware file: no infrastructure).
 
-    `first_seen`/`last_seen`/`valid_until` are STIX timestamps from the data. `modified` is
-    the newest of them, so a later report with newer facts makes a new version. With `port`,
-    an address is the server on that port (a C2 at ip:port): its own indicator and
-    infrastructure, apart from the same address on another port.
+    `first_seen`/`last_seen`/`valid_until` (and `edited`, when the source dates its last edit
+    of the record) are STIX timestamps from the data. `modified` is the newest of them, so a
+    later report with newer facts makes a new version. With `port`, an address is the server
+    on that port (a C2 at ip:port): its own indicator and infrastructure, apart from the same
+    address on another port.
     """
     stamp = context.stamp
     observable = stamp(observable)
     value = observable.get("value")
     host = f"[{value}]" if observable["type"] == "ipv6-addr" else value
     label = name or (f"{host}:{port}" if port is not None else value) or pattern(observable)
-    times = [t for t in (first_seen, last_seen, valid_until) if t]
+    times = [t for t in (first_seen, last_seen, valid_until, edited) if t]
     modified = max(times)
     key = (context.source_id, observable["id"]) + ((str(port),) if port is not None else ())
     family_obj = malware(family) if family else None

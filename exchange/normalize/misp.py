@@ -352,10 +352,7 @@ def _attribute_objects(values: dict[str, Any], context: Context) -> list[dict[st
         made = build.infrastructure_objects(
             context, observable, first_seen=values["first"], last_seen=values["last"],
             family=values["family"], kind=values["kind"], extra=values["extra"],
-            extra_name=_EXTRA)
-        for obj in made:  # an edit to the attribute is a newer version
-            if obj["type"] in ("indicator", "infrastructure"):
-                obj["modified"] = max(obj["modified"], values["modified"])
+            extra_name=_EXTRA, edited=values["modified"])
         objects += made
     return objects
 
