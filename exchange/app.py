@@ -16,35 +16,42 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .collections import load_collections
 from .config import Settings
 from .errors import ExchangeError
-from .ingest import Ingest, Worker
+from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
+from .policy.gate import Gate
 from .store import Store
 from .taxii import responses, views
-from .taxii.context import Context
+from .taxii.context import Services
 
 log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, store: Store) -> FastAPI:
     collections = load_collections(settings)
-    ingest = Ingest(store)
-    context = Context(settings=settings, store=store, collections=collections,
-                      auth=Authenticator(settings.partners_file), ingest=ingest,
-                      worker=Worker(ingest))
+    gate = Gate(settings, collections, store)
+    auth = Authenticator(settings.partners_file)
+
+    def writer(partner_id: str, collection_id: str) -> Writer | None:
+        partner, collection = auth.partner(partner_id), collections.get(collection_id)
+        return gate.writer(partner, collection) if partner and collection else None
+
+    ingest = Ingest(store, writer)
+    services = Services(settings=settings, gate=gate, auth=auth, ingest=ingest,
+                        worker=Worker(ingest))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.open()  # in the serving process, after any fork
-        context.worker.start()  # also resumes requests a crash left pending
+        services.worker.start()  # also resumes requests a crash left pending
         try:
             yield
         finally:
-            context.worker.stop()
+            services.worker.stop()
             store.close()
 
     app = FastAPI(title=settings.title, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, redirect_slashes=False)
-    app.state.context = context
+    app.state.services = services
     views.install(app)
 
     @app.exception_handler(ExchangeError)

@@ -11,7 +11,10 @@ from pathlib import Path
 from . import __version__
 from .config import Settings, load_settings
 from .errors import ConfigError
+from .model import TLP_NAMES, TLP_RANKS
 from .policy import partners
+
+TLP_CHOICES = list(TLP_RANKS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--name", required=True, help="display name")
     add.add_argument("--group", action="append", default=[], help="group (repeatable)")
     add.add_argument("--identity", help="STIX identity id (default: a new one)")
+    add.add_argument("--clearance", choices=TLP_CHOICES, default="clear",
+                     help="highest TLP it may receive (default clear)")
+    add.add_argument("--relay-for", action="append", default=[], metavar="IDENTITY",
+                     help="an identity it may push objects for (repeatable)")
+    change = actions.add_parser("set", help="change a partner's clearance, relays, name or "
+                                "groups (credentials stay)")
+    change.add_argument("id")
+    change.add_argument("--clearance", choices=TLP_CHOICES,
+                        help="highest TLP it may receive")
+    change.add_argument("--relay-for", action="append", metavar="IDENTITY",
+                        help="an identity it may push objects for (repeatable; replaces the "
+                        "list)")
+    change.add_argument("--no-relay", action="store_true", help="it relays for no one")
+    change.add_argument("--name", help="display name")
+    change.add_argument("--group", action="append", help="group (repeatable; replaces the list)")
     actions.add_parser("list", help="list partners (never secrets)")
     rotate = actions.add_parser("rotate", help="replace a partner's password and token")
     rotate.add_argument("id")
@@ -48,12 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="normalise input files into a collection")
     ingest.add_argument("--format", required=True, help="input format (see `formats`)")
-    ingest.add_argument("--collection", required=True, help="collection id or alias")
+    ingest.add_argument("--collection", required=True,
+                        help="collection id, alias, or API-ROOT/ALIAS")
     ingest.add_argument("--source", help="name of the reporting source (default: per format)")
     ingest.add_argument("--tlp", choices=["clear", "green", "amber", "amber+strict", "red"],
                         help="TLP 2.0 marking of what is produced (default: per format)")
-    ingest.add_argument("--handling", help="handling code marked on what is produced, e.g. a "
-                        "law-enforcement handling code")
+    ingest.add_argument("--handling", action="append", default=[], metavar="CODE",
+                        help="law-enforcement handling code(s) H0-H3 on what is produced, "
+                        "e.g. H2 or H1,H2 (the handling extension; repeatable)")
+    ingest.add_argument("--handling-conditions", metavar="TEXT",
+                        help="the restrictions of handling code H3, in words")
+    ingest.add_argument("--reliability", choices=["A", "B", "C", "X"],
+                        help="source reliability on what is produced")
+    ingest.add_argument("--accuracy", choices=["1", "2", "3", "4"],
+                        help="information accuracy on what is produced")
     ingest.add_argument("--confidence", type=int, help="confidence 0-100 on what is produced "
                         "(default: per format)")
     ingest.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
@@ -79,16 +105,30 @@ def _partners(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file) if args.file else settings.partners_file
     if args.action == "add":
         _print_credentials(partners.add(path, args.id, args.name, tuple(args.group),
-                                        args.identity))
+                                        args.identity, args.clearance, tuple(args.relay_for)))
+        print(f"clearance: {args.clearance}")
+    elif args.action == "set":
+        relays = () if args.no_relay else \
+            (tuple(args.relay_for) if args.relay_for is not None else None)
+        changed = partners.update(path, args.id, clearance=args.clearance, relay_for=relays,
+                                  name=args.name,
+                                  groups=tuple(args.group) if args.group is not None else None)
+        print(_line(changed))
     elif args.action == "rotate":
         _print_credentials(partners.rotate(path, args.id))
     elif args.action == "remove":
         partners.remove(path, args.id)
         print(f"removed {args.id}")
     else:
+        print("id\tname\tgroups\tclearance\tidentity\trelays for")
         for p in partners.load(path).values():
-            print(f"{p.id}\t{p.name}\t{','.join(p.groups)}\t{p.identity}")
+            print(_line(p))
     return 0
+
+
+def _line(p: partners.Partner) -> str:
+    return (f"{p.id}\t{p.name}\t{','.join(p.groups)}\t{TLP_NAMES[p.clearance]}\t"
+            f"{p.identity}\t{','.join(sorted(p.relay_for))}")
 
 
 def app_from_environment() -> object:

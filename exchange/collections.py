@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import yaml
 
 from .config import Settings
 from .errors import ConfigError
+from .model import TLP_RANKS
 from .schemas import validate
 
 STIX_21 = "application/stix+json;version=2.1"
@@ -23,10 +25,59 @@ class CollectionDef:
     media_types: tuple[str, ...]
     readers: frozenset[str]  # 'group:NAME' / 'partner:ID'
     writers: frozenset[str]
+    default_rank: int  # TLP rank an unmarked object is stored with (`default_marking`)
+    require_marking: bool = False  # refuse pushed objects without a TLP marking
+    # Clearance for this collection, overriding the partner's own: principal -> TLP rank.
+    clearances: dict[str, int] = field(default_factory=dict)
+    red_recipients: frozenset[str] = frozenset()  # who may receive TLP:RED here
+
+    def __hash__(self) -> int:
+        return hash(self.id)
 
 
-def load_collections(settings: Settings) -> dict[str, CollectionDef]:
-    """All collections by id, checked against the configured API roots."""
+class Collections:
+    """Every configured collection; aliases resolve within their own API root only."""
+
+    def __init__(self, found: dict[str, CollectionDef]) -> None:
+        self._by_id = found
+
+    def __iter__(self) -> Iterator[CollectionDef]:
+        return iter(self._by_id.values())
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def get(self, collection_id: str) -> CollectionDef | None:
+        return self._by_id.get(collection_id)
+
+    def in_root(self, api_root: str) -> list[CollectionDef]:
+        return [c for c in self._by_id.values() if c.api_root == api_root]
+
+    def find(self, api_root: str, key: str) -> CollectionDef | None:
+        """A collection of this API root by id or alias."""
+        return next((c for c in self.in_root(api_root) if key in (c.id, c.alias)), None)
+
+    def named(self, key: str) -> CollectionDef:
+        """For operators' commands: an id, `ROOT/ALIAS`, or an alias used in one root only."""
+        root, sep, alias = key.partition("/")
+        if sep:
+            found = self.find(root, alias)
+            if found is None:
+                raise ConfigError(f"no collection {alias!r} in API root {root!r}")
+            return found
+        if key in self._by_id:
+            return self._by_id[key]
+        matches = [c for c in self._by_id.values() if c.alias == key]
+        if len(matches) > 1:
+            roots = ", ".join(f"{c.api_root}/{key}" for c in matches)
+            raise ConfigError(f"alias {key!r} is used in several API roots: name one of {roots}")
+        if not matches:
+            raise ConfigError(f"no collection with id or alias {key!r}")
+        return matches[0]
+
+
+def load_collections(settings: Settings) -> Collections:
+    """All collections, checked against the configured API roots."""
     directory = settings.collections_dir
     if not directory.is_dir():
         raise ConfigError(f"collections_dir {directory} is not a directory")
@@ -54,5 +105,10 @@ def load_collections(settings: Settings) -> dict[str, CollectionDef]:
             description=document.get("description", ""), alias=alias,
             media_types=tuple(document.get("media_types", [STIX_21])),
             readers=frozenset(document["read"]), writers=frozenset(document["write"]),
+            default_rank=TLP_RANKS[document["default_marking"]],
+            require_marking=document.get("require_marking", False),
+            clearances={who: TLP_RANKS[tlp]
+                        for who, tlp in document.get("clearance", {}).items()},
+            red_recipients=frozenset(document.get("red_recipients", ())),
         )
-    return found
+    return Collections(found)

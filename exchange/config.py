@@ -21,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "title": "taxii-exchange",
     "description": "Cross-border cybercrime threat exchange (TAXII 2.1)",
     "contact": "",
+    "public_url": "",
     "host": "127.0.0.1",
     "port": 8000,
     "store_path": "taxii-exchange.sqlite3",
@@ -38,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
 
 # Environment variables that override single settings, with the type each one takes.
 ENVIRONMENT: dict[str, type] = {
-    "title": str, "description": str, "contact": str, "host": str, "port": int,
+    "title": str, "description": str, "contact": str, "public_url": str, "host": str, "port": int,
     "store_path": str, "partners_file": str, "collections_dir": str, "default_api_root": str,
     "post_wait_seconds": float,
 }
@@ -59,6 +60,7 @@ class Settings:
     title: str
     description: str
     contact: str
+    public_url: str  # '' or https://host[/prefix], without a trailing slash
     host: str
     port: int
     store_path: Path
@@ -111,7 +113,7 @@ def load_settings(path: str | Path | None = None,
         raise ConfigError(f"default_api_root {default_root!r} is not a configured API root")
     return Settings(
         title=merged["title"], description=merged["description"], contact=merged["contact"],
-        host=merged["host"], port=merged["port"],
+        public_url=merged["public_url"].rstrip("/"), host=merged["host"], port=merged["port"],
         store_path=base / merged["store_path"], partners_file=base / merged["partners_file"],
         collections_dir=base / merged["collections_dir"], default_api_root=default_root,
         post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,

@@ -18,12 +18,13 @@ from .normalize.base import Tally
 from .normalize.cli import load
 from .policy import partners
 
+# (id, name, groups, clearance): what each sees differs, see collections/*.yaml.
 DEMO_PARTNERS = [
-    ("europol-ec3", "Europol EC3 (demo)", ("eu-le",)),
-    ("us-agency", "US agency (demo)", ("us-le",)),
-    ("cert-eu", "National CERT (demo)", ("cert",)),
-    ("analyst", "Exchange analyst (demo)", ("analysts",)),
-    ("feed-provider", "Feed provider (demo)", ("feed-providers",)),
+    ("europol-ec3", "Europol EC3 (demo)", ("eu-le",), "red"),
+    ("us-agency", "US agency (demo)", ("us-le",), "amber+strict"),
+    ("cert-eu", "National CERT (demo)", ("cert",), "green"),
+    ("analyst", "Exchange analyst (demo)", ("analysts",), "red"),
+    ("feed-provider", "Feed provider (demo)", ("feed-providers",), "clear"),
 ]
 
 
@@ -36,8 +37,8 @@ def run_demo(directory: Path, *, port: int, serve_after: bool) -> int:
     }))
     settings = load_settings(config)
     settings.partners_file.unlink(missing_ok=True)  # fresh credentials on every demo start
-    created = [partners.add(settings.partners_file, pid, name, groups)
-               for pid, name, groups in DEMO_PARTNERS]
+    created = [partners.add(settings.partners_file, pid, name, groups, clearance=clearance)
+               for pid, name, groups, clearance in DEMO_PARTNERS]
 
     inbox = directory / "inbox"
     print(f"\ntaxii-exchange demo: a synthetic day of feed files in {inbox}, each loaded as\n"
@@ -50,9 +51,10 @@ def run_demo(directory: Path, *, port: int, serve_after: bool) -> int:
 
     base = f"http://127.0.0.1:{port}"
     print("Demo partners (fresh secrets, shown once):\n")
-    print(f"  {'partner':<15} {'groups':<16} {'password':<26} token")
-    for (pid, _, groups), cred in zip(DEMO_PARTNERS, created, strict=True):
-        print(f"  {pid:<15} {','.join(groups):<16} {cred.password:<26} {cred.token}")
+    print(f"  {'partner':<15} {'groups':<16} {'clearance':<13} {'password':<26} token")
+    for (pid, _, groups, clearance), cred in zip(DEMO_PARTNERS, created, strict=True):
+        print(f"  {pid:<15} {','.join(groups):<16} {clearance:<13} {cred.password:<26} "
+              f"{cred.token}")
     analyst = created[3]
     print("\nTry:\n"
           f"  curl -u analyst:{analyst.password} -H 'Accept: application/taxii+json;version=2.1' "

@@ -33,7 +33,7 @@ FAMILIES = ("Emotet", "QakBot", "IcedID", "Pikabot")
 PASSWORD = "demo-password-{}"  # what the honeypot's attackers tried
 USERNAME = "demo-user-{}"
 PARTNER = "US agency (demo)"  # the MISP event's creator: a demo partner (exchange/demo.py)
-HANDLING = "H2"  # the law-enforcement handling code on the analyst's case list
+HANDLING = ("H2",)  # the law-enforcement handling code on the analyst's case list
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class DemoFile:
     collection: str  # collection id or alias
     options: dict[str, str] = field(default_factory=dict)
     tlp: str | None = None
-    handling: str | None = None
+    handling: tuple[str, ...] = ()
     source: str | None = None
 
 

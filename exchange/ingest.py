@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -18,14 +19,46 @@ from typing import Any
 import orjson
 
 from .errors import Invalid, InvalidObject, Unprocessable
-from .model import COMPLETE, Candidate, Outcome, Status
-from .stix import check_object, now_micros
+from .model import COMPLETE, LAST, Candidate, Entry, Outcome, Query, Status
+from .stix import SDO_TYPES, SRO_TYPES, ObjectFacts, check_object, now_micros
 from .store import Store
 
 log = logging.getLogger(__name__)
 
 CONFLICT = "refused: a different object with this id and version is already stored"
 UNCHANGED = "already stored, unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class Writer:
+    """Who writes into which collection: what the checks need besides the objects.
+
+    `identities` are the `created_by_ref` values the writer's SDOs and SROs may carry (its
+    own identity and those it relays); None for an operator's local load, whose source
+    identity the command sets. The server never rewrites an object to make it fit.
+    """
+
+    default_rank: int  # the collection's default marking, for objects without a TLP marking
+    require_marking: bool = False
+    pusher: str = ""  # partner id; '' for a local load
+    identity: str = ""
+    identities: frozenset[str] | None = None
+
+    def refusal(self, facts: ObjectFacts) -> str | None:
+        """Why this writer may not store this object here; None when it may."""
+        if self.require_marking and facts.rank is None:
+            return "this collection requires a TLP marking (object_marking_refs)"
+        if self.identities is None or facts.type not in SDO_TYPES | SRO_TYPES:
+            return None
+        if facts.author is None:
+            if facts.id == self.identity:  # its own identity object may omit its author
+                return None
+            return f"created_by_ref is required: set it to this partner's identity " \
+                   f"{self.identity}"
+        if facts.author not in self.identities:
+            return f"created_by_ref {facts.author} is not this partner's identity " \
+                   f"({self.identity}) nor one it may relay"
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +83,22 @@ def parse_request(body: bytes) -> list[Any]:
     return document["objects"]
 
 
-def check_objects(objects: list[Any]) -> Checked:
+def check_objects(objects: list[Any], writer: Writer) -> Checked:
     candidates, failures = [], []
     for index, obj in enumerate(objects):
         try:
             facts = check_object(obj)
+            refused = writer.refusal(facts)
         except InvalidObject as exc:
             failures.append(_detail(obj, f"object {index}: {exc.description}"))
             continue
+        if refused:
+            failures.append(_detail(obj, f"object {index}: {facts.id}: {refused}"))
+            continue
         candidates.append(Candidate(
             id=facts.id, type=facts.type, spec_version=facts.spec_version, version=facts.version,
-            body=orjson.dumps(obj),
+            body=orjson.dumps(obj), rank=writer.default_rank if facts.rank is None else facts.rank,
+            h2=facts.h2, refs=facts.refs, pusher=writer.pusher,
         ))
     return Checked(candidates, failures)
 
@@ -73,16 +111,21 @@ def _detail(obj: Any, message: str) -> dict[str, Any]:
 
 
 class Ingest:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store,
+                 writers: Callable[[str, str], Writer | None] = lambda _p, _c: None) -> None:
+        """`writers(partner_id, collection_id)` gives the Writer a stored request is checked
+        with when it is processed (None: the partner or the collection is gone)."""
         self.store = store
+        self.writers = writers
         # Requests accepted by this process, already checked: process() need not parse again.
         self._checked: dict[str, Checked] = {}
 
-    def accept(self, *, api_root: str, collection: str, partner: str, body: bytes) -> Status:
+    def accept(self, *, api_root: str, collection: str, writer: Writer, body: bytes) -> Status:
         """Check a push and record it durably; raise Invalid/Unprocessable for a bad body."""
-        checked = check_objects(parse_request(body))
+        checked = check_objects(parse_request(body), writer)
         status = Status(
-            id=str(uuid.uuid4()), api_root=api_root, collection=collection, partner=partner,
+            id=str(uuid.uuid4()), api_root=api_root, collection=collection,
+            partner=writer.pusher,
             request_timestamp=now_micros(),
             total_count=len(checked.candidates) + len(checked.failures),
             failures=checked.failures,
@@ -105,9 +148,25 @@ class Ingest:
         if pending is None:
             return None
         status, body = pending
-        checked = self._checked.pop(status_id, None) or check_objects(parse_request(body))
+        checked = self._checked.pop(status_id, None) or self._recheck(status, body)
         return self.store.write(status.collection, checked.candidates, status_id,
                                 lambda outcomes: _complete(status, checked, outcomes))
+
+    def _recheck(self, status: Status, body: bytes) -> Checked:
+        """A request accepted by another process (or before a restart): checked again with
+        the writer as it is now."""
+        objects = parse_request(body)
+        writer = self.writers(status.partner, status.collection)
+        if writer is None:
+            return Checked([], [_detail(o, "refused: the partner or the collection no longer "
+                                           "exists") for o in objects])
+        return check_objects(objects, writer)
+
+    def newest(self, collection: str, object_id: str) -> Entry | None:
+        """The newest stored version of an object, for the write path's own decisions."""
+        page = self.store.query(Query(collection=collection, limit=1, ids=(object_id,),
+                                      versions=(LAST,)), with_body=True)
+        return page.entries[0] if page.entries else None
 
     def load(self, *, collection: str, checked: Checked) -> list[Outcome]:
         """Store checked objects from a local bulk load (`taxii-exchange ingest`) at once.

@@ -9,21 +9,69 @@ from typing import Any
 LAST, FIRST, ALL = "last", "first", "all"
 
 
+# TLP ranks, lowest to highest. AMBER+STRICT is above AMBER: an AMBER-cleared reader does not
+# receive it. Every comparison of markings and clearances is a comparison of these integers.
+CLEAR, GREEN, AMBER, AMBER_STRICT, RED = range(5)
+TLP_RANKS = {"clear": CLEAR, "green": GREEN, "amber": AMBER, "amber+strict": AMBER_STRICT,
+             "red": RED}
+TLP_NAMES = {rank: name for name, rank in TLP_RANKS.items()}
+
+
 @dataclass(frozen=True, slots=True)
-class Query:
-    """One read of a collection: TAXII filters, already parsed and checked.
+class Visibility:
+    """Which object versions one reader may see, decided by the policy and applied by the store
+    inside its index scan (never to a page after the fact).
+
+    A version is visible when its effective rank is at most `max_rank`, or when `pusher` stored
+    it. The effective rank is decided at write time: the highest TLP of the version's markings
+    (or the collection's default marking) and of everything it references. `onward` readers
+    (federation push, exports) also skip H2 versions. A new dimension (a constituency scope)
+    is one more field here and one more fact per stored version.
+    """
+
+    max_rank: int
+    pusher: str = ""  # partner id; '' for readers that push nothing (a peer, an export)
+    onward: bool = False  # an onward transfer: versions under handling code H2 are withheld
+
+    @property
+    def everything(self) -> bool:
+        return self.max_rank >= RED and not self.onward
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Filters:
+    """The TAXII filters of one read (section 3.4), already parsed and checked.
 
     `after` is the date_added (microseconds) of the last entry already seen: it comes from
     `added_after` or from a `next` token, whichever is later.
     """
 
-    collection: str
     limit: int
     ids: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     versions: tuple[str, ...] = (LAST,)
     spec_versions: tuple[str, ...] = ()  # empty: the latest spec_version of each version
     after: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Query(Filters):
+    """One read of a collection as the store runs it: filters and whose view.
+
+    With a `visibility`, `last` and `first` mean the newest and oldest version the reader may
+    see, so a withheld version leaves no trace in what the reader is served. None is the
+    unrestricted view of the server's own work (the write path, maintenance).
+    """
+
+    collection: str
+    visibility: Visibility | None = None
+
+    @classmethod
+    def of(cls, collection: str, filters: Filters,
+           visibility: Visibility | None) -> Query:
+        return cls(collection=collection, visibility=visibility, limit=filters.limit,
+                   ids=filters.ids, types=filters.types, versions=filters.versions,
+                   spec_versions=filters.spec_versions, after=filters.after)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +101,17 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """One checked object on its way into the store."""
+    """One checked object on its way into the store, with the facts the policy needs."""
 
     id: str
     type: str
     spec_version: str
     version: str | None  # None: unversioned (SCO); the store uses its first date_added
     body: bytes
+    rank: int = AMBER  # TLP rank of its own markings, or of the collection's default marking
+    h2: bool = False  # under handling code H2: no onward transfer without consent
+    refs: tuple[str, ...] = ()  # ids it references (not its author or its markings)
+    pusher: str = ""  # the partner who pushed it; '' for a local load
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import Invalid, InvalidObject
+from .markings import handling_codes, handling_problem, marking_rank, reserved_conflict
 
 SUPPORTED_SPEC_VERSIONS = ("2.1",)
 
@@ -82,12 +83,22 @@ TIMESTAMP_PROPERTIES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class ObjectFacts:
-    """What the store needs to know about one object version, decided once at write time."""
+    """What the store and the policy need to know about one object version, decided once at
+    write time."""
 
     id: str
     type: str
     spec_version: str
     version: str | None  # `modified`, else `created`; None for unversioned objects (SCOs)
+    rank: int | None = None  # highest TLP rank of its markings; None: no TLP marking
+    h2: bool = False  # handling code H2
+    refs: tuple[str, ...] = ()  # referenced ids, but not its author or its markings
+    author: str | None = None  # created_by_ref
+
+    @property
+    def authored(self) -> bool:
+        """SDOs, SROs and definitions state their creator; observables do not."""
+        return self.type not in SCO_TYPES and self.version is not None
 
 
 def parse_timestamp(value: Any, name: str = "timestamp") -> tuple[datetime, str]:
@@ -178,14 +189,63 @@ def check_object(obj: Any) -> ObjectFacts:
     if spec_version not in SUPPORTED_SPEC_VERSIONS:
         raise InvalidObject(f"{obj_id}: spec_version {spec_version!r} is not supported (2.1)")
     try:
-        version = _check_properties(obj, obj_type)
+        shape = _shape(obj_type, tuple(obj))
+        version = _check_properties(obj, obj_type, shape)
+        if obj_type == "marking-definition" and (found := reserved_conflict(obj)):
+            raise InvalidObject(found)
+        if "extensions" in obj and (found := handling_problem(obj)):
+            raise InvalidObject(found)
     except InvalidObject as exc:
         raise InvalidObject(f"{obj_id}: {exc.description}") from None
-    return ObjectFacts(match.group(0), obj_type, str(spec_version), version)
+    author = obj.get("created_by_ref")
+    return ObjectFacts(match.group(0), obj_type, str(spec_version), version,
+                       rank=marking_rank(obj), h2="H2" in handling_codes(obj),
+                       refs=_references(obj, shape), author=author if author else None)
 
 
-def _check_properties(obj: dict[str, Any], obj_type: str) -> str | None:
-    shape = _shape(obj_type, tuple(obj))
+# References that do not reveal another object's content: who made it, how it is marked.
+_NOT_CONTENT_REFS = frozenset({"created_by_ref", "object_marking_refs"})
+
+
+def references(obj: dict[str, Any]) -> tuple[str, ...]:
+    """The references of any object, valid or not (a stored one read back): the same as
+    check_object finds, by walking every property."""
+    found: list[str] = []
+    _nested_references({k: v for k, v in obj.items()
+                        if k not in _NOT_CONTENT_REFS and k != "granular_markings"}, found)
+    return tuple(dict.fromkeys(found))
+
+
+def _references(obj: dict[str, Any], shape: _Shape) -> tuple[str, ...]:
+    """Every id the object references (top level and nested, e.g. in extensions), except its
+    author and its markings: an object referencing a withheld one would reveal it."""
+    found: list[str] = []
+    for name in shape.refs:
+        if name not in _NOT_CONTENT_REFS:
+            found.append(obj[name])
+    for name in shape.ref_lists:
+        if name not in _NOT_CONTENT_REFS:
+            found.extend(obj[name])
+    for name in shape.nested:
+        _nested_references(obj[name], found)
+    return tuple(dict.fromkeys(found))
+
+
+def _nested_references(value: Any, found: list[str]) -> None:
+    if isinstance(value, list):
+        for item in value:
+            _nested_references(item, found)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            if name.endswith("_ref") and isinstance(item, str) and IDENTIFIER_RE.match(item):
+                found.append(item)
+            elif name.endswith("_refs") and isinstance(item, list):
+                found.extend(i for i in item if isinstance(i, str) and IDENTIFIER_RE.match(i))
+            elif isinstance(item, dict | list):
+                _nested_references(item, found)
+
+
+def _check_properties(obj: dict[str, Any], obj_type: str, shape: _Shape) -> str | None:
     if shape.error:
         raise InvalidObject(shape.error)
     for name in shape.timestamps:
@@ -224,15 +284,18 @@ class _Shape:
     refs: tuple[str, ...] = ()
     ref_lists: tuple[str, ...] = ()
     versioned: bool = False
+    nested: tuple[str, ...] = ()  # properties that may hold references further down
 
 
 # Cached: the objects of a push come in a few shapes (the same type with the same property
 # names), so each object's check is only the values that need one.
 @functools.lru_cache(maxsize=2048)
 def _shape(obj_type: str, names: tuple[str, ...]) -> _Shape:
-    timestamps, refs, ref_lists = [], [], []
+    timestamps, refs, ref_lists, nested = [], [], [], []
     for name in names:
         kind = _property_kind(name)
+        if name in _NESTED:
+            nested.append(name)
         if kind is _TIMESTAMP:
             timestamps.append(name)
         elif kind is _REF:
@@ -246,7 +309,14 @@ def _shape(obj_type: str, names: tuple[str, ...]) -> _Shape:
             return _Shape(f"{obj_type} requires {name!r}")
     versioned = (obj_type in SDO_TYPES or obj_type in SRO_TYPES or obj_type in META_TYPES
                  or "created" in names or "modified" in names)
-    return _Shape("", tuple(timestamps), tuple(refs), tuple(ref_lists), versioned)
+    return _Shape("", tuple(timestamps), tuple(refs), tuple(ref_lists), versioned,
+                  tuple(nested))
+
+
+# Properties holding structures that may carry references (extensions such as
+# http-request-ext's message_body_data_ref, an email's body parts). Markings, hashes, external
+# references and kill chain phases never reference content, so they are not walked.
+_NESTED = frozenset({"extensions", "body_multipart"})
 
 
 def _timestamp(value: Any, name: str) -> None:

@@ -7,6 +7,7 @@ import shutil
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +27,30 @@ API_ROOT = "api1"
 OPEN = "11111111-1111-4111-8111-111111111111"      # alice reads and writes
 READONLY = "22222222-2222-4222-8222-222222222222"  # alice and bob read, nobody writes
 HIDDEN = "33333333-3333-4333-8333-333333333333"    # only carol
+# The protocol suites run where every partner may see every object (cleared for TLP:RED and
+# named as a RED recipient); tests/test_policy.py covers what markings withhold.
+EVERYONE = ["group:rw", "group:ro", "partner:carol"]
 COLLECTIONS = [
     {"id": OPEN, "api_root": API_ROOT, "alias": "open", "title": "Open",
-     "read": ["group:rw"], "write": ["group:rw"]},
+     "read": ["group:rw"], "write": ["group:rw"], "default_marking": "amber",
+     "red_recipients": EVERYONE},
     {"id": READONLY, "api_root": API_ROOT, "alias": "readonly", "title": "Read only",
-     "read": ["group:rw", "group:ro"], "write": []},
+     "read": ["group:rw", "group:ro"], "write": [], "default_marking": "amber",
+     "red_recipients": EVERYONE},
     {"id": HIDDEN, "api_root": API_ROOT, "alias": "hidden", "title": "Hidden",
-     "read": ["partner:carol"], "write": ["partner:carol"]},
+     "read": ["partner:carol"], "write": ["partner:carol"], "default_marking": "amber",
+     "red_recipients": EVERYONE},
 ]
 PARTNERS = [("alice", ("rw",)), ("bob", ("ro",)), ("carol", ())]
+
+
+def identity_of(partner: str) -> str:
+    """Test partners' STIX identities are fixed, so test objects can name their author."""
+    return f"identity--{uuid.uuid5(uuid.NAMESPACE_URL, f'https://partners.example/{partner}')}"
+
+
+ALICE = identity_of("alice")  # the created_by_ref of what alice pushes
+BOB = identity_of("bob")
 
 
 @dataclass
@@ -65,7 +81,8 @@ def write_env(directory: Path, *, max_content_length: int = 1024 * 1024,
                                  "default_page_size": default_page_size}},
     }))
     settings = load_settings(config, environ={})
-    credentials = {pid: partners.add(settings.partners_file, pid, pid.title(), groups)
+    credentials = {pid: partners.add(settings.partners_file, pid, pid.title(), groups,
+                                     identity=identity_of(pid), clearance="red")
                    for pid, groups in PARTNERS}
     return Env(settings, credentials)
 

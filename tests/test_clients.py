@@ -24,6 +24,7 @@ from taxii2client.exceptions import AccessError
 from taxii2client.v21 import ApiRoot, Collection, Server, as_pages
 
 from tests.conftest import (
+    ALICE,
     HIDDEN,
     OPEN,
     READONLY,
@@ -68,7 +69,7 @@ def plain_indicator(n: int) -> dict[str, Any]:
     ranges = ("192.0.2", "198.51.100", "203.0.113")
     ip = f"{ranges[n % 3]}.{n % 250 + 1}"
     return {"type": "indicator", "spec_version": "2.1", "id": sid("indicator", f"bulk-{n}"),
-            "created": T0, "modified": T0, "name": f"Bulk indicator {n}",
+            "created": T0, "modified": T0, "name": f"Bulk indicator {n}", "created_by_ref": ALICE,
             "pattern": f"[ipv4-addr:value = '{ip}']", "pattern_type": "stix",
             "valid_from": "2024-01-01T00:00:00Z"}
 
@@ -93,7 +94,8 @@ class Intel:
 
 
 def make_intel() -> Intel:
-    identity = stix2.Identity(id=sid("identity", "cert"), name="Example CERT",
+    """alice's intelligence: she is its author (the server binds provenance to the pusher)."""
+    identity = stix2.Identity(id=ALICE, name="Example CERT",
                               identity_class="organization", created=T0, modified=T0)
     first = stix2.Indicator(id=sid("indicator", "phishing"), created=T0, modified=T0,
                             created_by_ref=identity.id, name="Phishing domain",
@@ -103,9 +105,10 @@ def make_intel() -> Intel:
                 first.new_version(modified="2024-02-01T00:00:00.000Z", confidence=60),
                 first.new_version(modified="2024-03-01T00:00:00.000Z", confidence=90)]
     malware = stix2.Malware(id=sid("malware", "kit"), name="Example phishing kit",
-                            is_family=True, created=T0, modified=T0)
+                            is_family=True, created=T0, modified=T0, created_by_ref=ALICE)
     relationship = stix2.Relationship(first.id, "indicates", malware.id,
-                                      id=sid("relationship", "kit"), created=T0, modified=T0)
+                                      id=sid("relationship", "kit"), created=T0, modified=T0,
+                                      created_by_ref=ALICE)
     return Intel(identity, versions, malware, stix2.DomainName(value="login.bank.example"),
                  relationship)
 
@@ -261,7 +264,7 @@ def test_read_only_collection_through_the_client(live: LiveServer):
 def test_add_objects_polls_status_until_complete(slow_live: LiveServer, kind: str):
     objects = [plain_indicator(n) for n in range(200)]
     bad = {"type": "indicator", "spec_version": "2.1", "id": sid("indicator", "no-pattern"),
-           "created": T0, "modified": T0}
+           "created": T0, "modified": T0, "created_by_ref": ALICE}
     with Collection(slow_live.collection(), **auth(slow_live.env, "alice", kind)) as collection:
         status = collection.add_objects({"objects": [*objects, bad]}, wait_for_completion=True,
                                         poll_interval=0.05, timeout=10)

@@ -16,6 +16,7 @@ from exchange.cli import main
 from exchange.collections import STIX_21, load_collections
 from exchange.config import DEFAULTS, REPO_DIR, ApiRootSettings, Settings, load_settings
 from exchange.errors import ConfigError
+from exchange.model import AMBER, AMBER_STRICT, GREEN, RED
 from exchange.policy import partners
 
 
@@ -160,7 +161,7 @@ def test_bad_files_are_refused_with_the_file_and_the_key(tmp_path: Path, documen
 
 COLLECTION = {"id": "6b2f4c1e-5a43-4d6f-9a0c-2f1e8d7b3c41", "api_root": "cybercrime",
               "alias": "indicators", "title": "Indicators",
-              "read": ["group:cert"], "write": ["partner:acme"]}
+              "read": ["group:cert"], "write": ["partner:acme"], "default_marking": "green"}
 
 
 def settings_for(directory: Path) -> Settings:
@@ -175,11 +176,11 @@ def test_shipped_collections_and_default_settings_load(tmp_path: Path,
     files = sorted((REPO_DIR / "collections").glob("*.yaml"))
     assert len(found) == len(files) >= 4
     roots = {r.name for r in settings.api_roots}
-    for collection in found.values():
+    for collection in found:
         assert collection.api_root in roots
         assert collection.media_types == (STIX_21,)
         assert collection.readers and collection.title
-    aliases = {(c.api_root, c.alias) for c in found.values()}
+    aliases = {(c.api_root, c.alias) for c in found}
     assert len(aliases) == len(found)
 
 
@@ -193,12 +194,24 @@ def test_shipped_example_config_loads():
 def test_a_collection_file_is_read_fully(tmp_path: Path):
     write_yaml(tmp_path / "c.yaml", {**COLLECTION, "description": "d",
                                      "media_types": [STIX_21, "application/stix+json"]})
-    [collection] = load_collections(settings_for(tmp_path)).values()
+    [collection] = load_collections(settings_for(tmp_path))
     assert collection.id == COLLECTION["id"] and collection.alias == "indicators"
     assert collection.description == "d"
     assert collection.media_types == (STIX_21, "application/stix+json")
     assert collection.readers == frozenset({"group:cert"})
     assert collection.writers == frozenset({"partner:acme"})
+    assert (collection.default_rank, collection.require_marking) == (GREEN, False)
+
+
+def test_a_collection_declares_its_sharing_policy(tmp_path: Path):
+    write_yaml(tmp_path / "c.yaml", {**COLLECTION, "default_marking": "amber+strict",
+                                     "require_marking": True,
+                                     "clearance": {"group:cert": "amber", "partner:acme": "red"},
+                                     "red_recipients": ["partner:acme"]})
+    [collection] = load_collections(settings_for(tmp_path))
+    assert (collection.default_rank, collection.require_marking) == (AMBER_STRICT, True)
+    assert collection.clearances == {"group:cert": AMBER, "partner:acme": RED}
+    assert collection.red_recipients == frozenset({"partner:acme"})
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -209,6 +222,13 @@ def test_a_collection_file_is_read_fully(tmp_path: Path):
     pytest.param({"owner": "x"}, "'owner' was unexpected", id="unknown-key"),
     pytest.param({"alias": "Has Spaces"}, "alias", id="bad-alias"),
     pytest.param({"media_types": []}, "media_types", id="no-media-types"),
+    pytest.param({"default_marking": None}, "'default_marking' is a required property",
+                 id="no-default-marking"),
+    pytest.param({"default_marking": "white"}, "default_marking", id="tlp-1.0-name"),
+    pytest.param({"clearance": {"cert": "amber"}}, "clearance", id="clearance-bare-principal"),
+    pytest.param({"clearance": {"group:cert": "top"}}, "clearance", id="clearance-unknown-tlp"),
+    pytest.param({"red_recipients": ["cert"]}, "red_recipients", id="red-bare-principal"),
+    pytest.param({"require_marking": "yes"}, "require_marking", id="require-not-boolean"),
 ])
 def test_collection_schema_errors_name_the_file(tmp_path: Path, change: dict[str, Any],
                                                 message: str):

@@ -21,6 +21,7 @@ from exchange import demo_data
 from exchange.cli import main
 from exchange.collections import load_collections
 from exchange.config import load_settings
+from exchange.markings import HANDLING_EXTENSION
 from exchange.normalize.base import TLP
 from exchange.policy.partners import Credentials
 from tests.conftest import Env, start_server
@@ -82,7 +83,7 @@ def _credentials(out: str) -> dict[str, Credentials]:
     found = {}
     table = out.split("token\n", 1)[1].split("\n\n", 1)[0]
     for line in table.splitlines():
-        partner, _, password, token = line.split()
+        partner, _, _, password, token = line.split()
         found[partner] = Credentials(partner, password, token)
     return found
 
@@ -93,7 +94,7 @@ def served(demo: Demo) -> dict[str, list[dict[str, Any]]]:
     over the demo directory, as the partner who may read it."""
     settings = load_settings(demo.directory / "config.yaml", environ={})
     credentials = _credentials(demo.second)
-    by_alias = {c.alias: c for c in load_collections(settings).values()}
+    by_alias = {c.alias: c for c in load_collections(settings)}
     server = start_server(Env(settings, credentials))
     pulled: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -191,11 +192,13 @@ def test_partner_submissions_hold_the_misp_event_as_a_report(
 def test_law_enforcement_only_is_tlp_red_with_a_handling_code(
         served: dict[str, list[dict[str, Any]]]):
     objects = served["le-only"]
-    handling = next(o for o in objects if o["type"] == "marking-definition")
-    assert handling["definition"] == {"statement": f"Handling code: {demo_data.HANDLING}"}
+    definition = next(o for o in objects if o["type"] == "extension-definition")
+    assert definition["id"] == HANDLING_EXTENSION
     indicators = [o for o in objects if o["type"] == "indicator"]
     assert len(indicators) == 14
-    assert all(o["object_marking_refs"] == [TLP["red"], handling["id"]] for o in indicators)
+    assert all(o["object_marking_refs"] == [TLP["red"]] for o in indicators)
+    assert all(o["extensions"][HANDLING_EXTENSION]["handling_codes"] == list(demo_data.HANDLING)
+               for o in indicators)
     assert all(o["x_ioc_csv_extra"] == {"case": "CASE-2026-0815"} for o in indicators)
 
 

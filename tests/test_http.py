@@ -26,7 +26,9 @@ import yaml
 from exchange.policy import partners
 from exchange.store.sqlite import SQLiteStore
 from tests.conftest import (
+    ALICE,
     API_ROOT,
+    BOB,
     HIDDEN,
     OPEN,
     READONLY,
@@ -41,7 +43,7 @@ STIX = "application/stix+json;version=2.1"
 MAX_PAGE, DEFAULT_PAGE = 50, 20
 DROPBOX = "44444444-4444-4444-8444-444444444444"  # bob (group ro) may write but not read
 DROPBOX_DEF = {"id": DROPBOX, "api_root": API_ROOT, "alias": "dropbox", "title": "Drop box",
-               "read": [], "write": ["group:ro"]}
+               "read": [], "write": ["group:ro"], "default_marking": "amber"}
 
 # -- test data: documentation IP ranges and .example names only ---------------------------
 _NS = uuid.UUID("6ba7b811-9dad-11d1-80b4-00c04fd430c8")  # the RFC 4122 URL namespace
@@ -57,6 +59,7 @@ def sid(kind: str, name: str) -> str:
 def indicator(ident: str, modified: str = T0, ip: str = "198.51.100.7",
               **extra: Any) -> dict[str, Any]:
     return {"type": "indicator", "spec_version": "2.1", "id": ident, "created": T0,
+            "created_by_ref": ALICE,
             "modified": modified, "name": f"C2 server {ip}",
             "pattern": f"[ipv4-addr:value = '{ip}']", "pattern_type": "stix",
             "valid_from": "2024-01-01T00:00:00Z", **extra}
@@ -74,10 +77,11 @@ IND_V1 = indicator(IND, "2024-01-01T00:00:00.000Z")
 IND_V2 = indicator(IND, "2024-02-01T00:00:00.000Z", name="C2 server, confirmed")
 IND_V3 = indicator(IND, "2024-03-01T00:00:00.000Z", name="C2 server, still active")
 MAL = {"type": "malware", "spec_version": "2.1", "id": sid("malware", "loader"),
-       "created": T0, "modified": T0, "name": "Example loader", "is_family": True}
+       "created": T0, "modified": T0, "name": "Example loader", "is_family": True,
+       "created_by_ref": ALICE}
 SCO = ipv4("192.0.2.10")
 REL = {"type": "relationship", "spec_version": "2.1", "id": sid("relationship", "indicates"),
-       "created": T0, "modified": T0, "relationship_type": "indicates",
+       "created": T0, "modified": T0, "relationship_type": "indicates", "created_by_ref": ALICE,
        "source_ref": IND, "target_ref": MAL["id"]}
 FILLERS = [indicator(sid("indicator", f"filler-{i}"), ip=f"203.0.113.{i}") for i in range(1, 61)]
 # One push, in this order: date_added follows it.
@@ -511,10 +515,34 @@ def test_push_accepts_taxii_content_types(srv: Shared, content_type: str):
 
 # -- every endpoint's resource ----------------------------------------------------------------
 def test_discovery(srv: Shared):
+    """API root URLs are relative (TAXII 2.1 section 4.1.1: relative or HTTPS)."""
     body = assert_taxii(srv.send(Req("GET", "taxii2/")), 200)
     assert body["title"]
-    assert body["api_roots"] == [f"{srv.live.url}{API_ROOT}/"]
-    assert body["default"] == f"{srv.live.url}{API_ROOT}/"
+    assert body["api_roots"] == [f"/{API_ROOT}/"]
+    assert body["default"] == f"/{API_ROOT}/"
+
+
+@pytest.mark.parametrize("headers", [
+    pytest.param({"Host": "attacker.example"}, id="Host"),
+    pytest.param({"X-Forwarded-Host": "attacker.example", "X-Forwarded-Proto": "http"},
+                 id="X-Forwarded-Host"),
+    pytest.param({"Forwarded": "host=attacker.example;proto=http"}, id="Forwarded"),
+])
+def test_discovery_never_reflects_the_requests_host(srv: Shared, headers: dict[str, str]):
+    body = assert_taxii(srv.send(Req("GET", "taxii2/", headers=dict(headers))), 200)
+    assert "attacker" not in json.dumps(body)
+    assert body["api_roots"] == [f"/{API_ROOT}/"]
+
+
+def test_discovery_under_a_configured_public_url(env: Env):
+    settings = dataclasses.replace(env.settings, public_url="https://taxii.partners.example/x")
+    live = start_server(dataclasses.replace(env, settings=settings))
+    try:
+        answer = httpx.get(f"{live.url}taxii2/", headers={"Accept": TAXII, **alice(live),
+                                                          "Host": "attacker.example"})
+        assert answer.json()["api_roots"] == [f"https://taxii.partners.example/x/{API_ROOT}/"]
+    finally:
+        live.stop()
 
 
 def test_api_root(srv: Shared):
@@ -921,8 +949,9 @@ def test_conflicting_object_with_same_id_and_version_fails(live: LiveServer):
 
 
 def test_push_to_write_only_collection(srv: Shared):
+    bobs = {**MAL, "created_by_ref": BOB}
     status = assert_taxii(srv.send(Req("POST", DRP + "objects/", who="bob",
-                                       body=json.dumps({"objects": [MAL]}).encode())), 202)
+                                       body=json.dumps({"objects": [bobs]}).encode())), 202)
     assert (status["status"], status["success_count"]) == ("complete", 1)
     polled = srv.send(Req("GET", f"{API_ROOT}/status/{status['id']}/", who="bob"))
     assert assert_taxii(polled, 200)["id"] == status["id"]

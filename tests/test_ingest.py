@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from exchange.errors import Invalid, Unprocessable
-from exchange.ingest import Ingest, Worker
-from exchange.model import ALL, COMPLETE, PENDING, Query, Status
+from exchange.ingest import Ingest, Worker, Writer
+from exchange.model import ALL, AMBER, COMPLETE, PENDING, Query, Status
 from exchange.store import Store
 from exchange.store.sqlite import SQLiteStore
-from tests.conftest import API_ROOT, OPEN, Env, free_port
+from tests.conftest import ALICE, API_ROOT, OPEN, Env, free_port
 
 COLL = OPEN
 TAXII = "application/taxii+json;version=2.1"
@@ -33,7 +33,7 @@ TAXII = "application/taxii+json;version=2.1"
 def indicator(n: int, modified: str = "2024-01-01T00:00:00.000Z", **extra: Any) -> dict[str, Any]:
     return {"type": "indicator", "spec_version": "2.1",
             "id": f"indicator--{uuid.UUID(int=n, version=4)}",
-            "created": "2024-01-01T00:00:00.000Z", "modified": modified,
+            "created": "2024-01-01T00:00:00.000Z", "modified": modified, "created_by_ref": ALICE,
             "pattern": f"[ipv4-addr:value = '198.51.100.{n % 256}']", "pattern_type": "stix",
             "valid_from": "2024-01-01T00:00:00Z", **extra}
 
@@ -41,6 +41,16 @@ def indicator(n: int, modified: str = "2024-01-01T00:00:00.000Z", **extra: Any) 
 def some_indicators(count: int, start: int = 1) -> list[dict[str, Any]]:
     # Random ids, so every test's objects are its own (uuid4: version 4, variant 8-b).
     return [{**indicator(start + i), "id": f"indicator--{uuid.uuid4()}"} for i in range(count)]
+
+
+# alice pushes into COLL; a request stored by one process is checked again by another with
+# the writer the server would give it.
+WRITER = Writer(default_rank=AMBER, pusher="alice", identity=ALICE,
+                identities=frozenset({ALICE}))
+
+
+def new_ingest(store: Store) -> Ingest:
+    return Ingest(store, lambda partner, collection: WRITER if partner == "alice" else None)
 
 
 def envelope(*objects: Any) -> bytes:
@@ -75,11 +85,11 @@ def store(stores: Callable[[], SQLiteStore]) -> SQLiteStore:
 
 @pytest.fixture
 def ingest(store: SQLiteStore) -> Ingest:
-    return Ingest(store)
+    return new_ingest(store)
 
 
-def accept(ingest: Ingest, body: bytes, partner: str = "alice") -> Status:
-    return ingest.accept(api_root=API_ROOT, collection=COLL, partner=partner, body=body)
+def accept(ingest: Ingest, body: bytes) -> Status:
+    return ingest.accept(api_root=API_ROOT, collection=COLL, writer=WRITER, body=body)
 
 
 def stored(store: Store, collection: str = COLL) -> list[dict[str, Any]]:
@@ -142,7 +152,7 @@ def test_process_in_a_fresh_ingest_reads_the_stored_request(ingest: Ingest,
                                                             store: SQLiteStore):
     objects = some_indicators(2)
     status = accept(ingest, envelope(*objects))
-    done = Ingest(store).process(status.id)  # as another process would, from the store alone
+    done = new_ingest(store).process(status.id)  # as another process would, from the store alone
     assert done is not None and done.counts == (2, 0, 0)
     assert stored(store) == objects
 
@@ -265,8 +275,8 @@ def start_worker() -> Iterator[Callable[..., Worker]]:
 
 
 def test_worker_processes_a_submitted_request(stores, start_worker):
-    ingest = Ingest(stores())
-    worker = start_worker(Ingest(stores()), sweep_seconds=30)  # only what is submitted
+    ingest = new_ingest(stores())
+    worker = start_worker(new_ingest(stores()), sweep_seconds=30)  # only what is submitted
     objects = some_indicators(3)
     status = accept(ingest, envelope(*objects))
     done = worker.submit(status.id).result(timeout=10)
@@ -279,12 +289,12 @@ def test_accepted_request_survives_a_crash_before_processing(stores, start_worke
     """accept() returned, the process died: a new process completes the request."""
     before = stores()
     objects = some_indicators(50)
-    status = accept(Ingest(before), envelope(*objects))
+    status = accept(new_ingest(before), envelope(*objects))
     before.close()  # the process is gone; nothing processed it
 
     after = stores()
     assert state(after, status.id) == PENDING
-    start_worker(Ingest(SQLiteStore(db)), lease_seconds=0.5)
+    start_worker(new_ingest(SQLiteStore(db)), lease_seconds=0.5)
     wait_for(lambda: state(after, status.id) == COMPLETE, 10, "the request to complete")
     done = after.get_status(API_ROOT, status.id)
     assert done is not None and done.counts == (50, 0, 0)
@@ -296,13 +306,13 @@ def test_request_claimed_by_a_dead_process_is_retried_when_its_lease_expires(
         stores, start_worker, db):
     objects = some_indicators(5)
     dead = stores()
-    status = accept(Ingest(dead), envelope(*objects))
+    status = accept(new_ingest(dead), envelope(*objects))
     started = time.monotonic()
     assert dead.claim_pending(0.5) == [status.id]  # claimed, then the process died
     dead.close()
 
     observer = stores()
-    start_worker(Ingest(SQLiteStore(db)), lease_seconds=0.5)
+    start_worker(new_ingest(SQLiteStore(db)), lease_seconds=0.5)
     wait_for(lambda: state(observer, status.id) == COMPLETE, 10, "the request to complete")
     assert time.monotonic() - started >= 0.5  # not before the lease ran out
     assert stored(observer) == objects
@@ -310,7 +320,7 @@ def test_request_claimed_by_a_dead_process_is_retried_when_its_lease_expires(
 
 class FailingOnce(Ingest):
     def __init__(self, store: SQLiteStore) -> None:
-        super().__init__(store)
+        super().__init__(store, lambda partner, collection: WRITER)
         self.calls = 0
 
     def process(self, status_id: str) -> Status | None:
@@ -323,7 +333,7 @@ class FailingOnce(Ingest):
 def test_a_request_whose_processing_failed_stays_pending_and_is_retried(stores, start_worker):
     store = stores()
     objects = some_indicators(2)
-    status = accept(Ingest(store), envelope(*objects))
+    status = accept(new_ingest(store), envelope(*objects))
     flaky = FailingOnce(stores())
     worker = start_worker(flaky, lease_seconds=0.3)
     with pytest.raises(RuntimeError, match="disk on fire"):
@@ -338,7 +348,7 @@ class Recording(Ingest):
     """Records every request it starts processing (shared between two 'processes')."""
 
     def __init__(self, store: SQLiteStore, log: list[str], lock: threading.Lock) -> None:
-        super().__init__(store)
+        super().__init__(store, lambda partner, collection: WRITER)
         self.log, self.lock = log, lock
 
     def process(self, status_id: str) -> Status | None:
@@ -349,7 +359,7 @@ class Recording(Ingest):
 
 def test_two_workers_on_one_file_never_process_a_request_twice(stores, start_worker, db):
     front = stores()
-    ingest = Ingest(front)
+    ingest = new_ingest(front)
     batches = [some_indicators(4) for _ in range(15)]
     accepted = [accept(ingest, envelope(*batch)) for batch in batches]
     log: list[str] = []

@@ -16,8 +16,10 @@ import stix2
 from stix2validator import ValidationOptions, validate_instance
 from taxii2client.v21 import Collection, as_pages
 
+from exchange import model
 from exchange.cli import main
-from exchange.ingest import Ingest
+from exchange.ingest import Ingest, Writer
+from exchange.markings import HANDLING_EXTENSION
 from exchange.model import ALL, Query
 from exchange.normalize import PARSERS, Context, build
 from exchange.normalize import values as v
@@ -33,6 +35,8 @@ from tests.normalizing import run
 
 AMBER = TLP["amber"]
 SINKHOLE = "shadowserver-event4-sinkhole"
+
+LOCAL = Writer(default_rank=model.AMBER)  # an operator's load, as `ingest` makes one
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -305,7 +309,7 @@ def test_a_malware_file_has_no_infrastructure():
 
 
 def test_victims_are_observed_and_sighted_never_indicated():
-    context = Context("Test Feed", "red", handling="H2")
+    context = Context("Test Feed", "red", handling=("H2",), reliability="B")
     victim = v.sco("ipv4-addr", value="192.0.2.5")
     objects = build.victim_objects(context, [victim], seen="2026-11-20T10:00:00.000Z",
                                    key=victim["id"], family="emotet")
@@ -314,9 +318,12 @@ def test_victims_are_observed_and_sighted_never_indicated():
     observed, sighting = objects[2], objects[3]
     assert observed["x_exchange_data_subject"] == "victim"
     assert sighting["where_sighted_refs"] == [context.source_id]
-    marking = by_id[observed["object_marking_refs"][1]]
-    assert marking["definition"] == {"statement": "Handling code: H2"}
-    assert observed["object_marking_refs"][0] == TLP["red"]
+    assert by_id[HANDLING_EXTENSION]["type"] == "extension-definition"
+    assert observed["extensions"][HANDLING_EXTENSION] == {
+        "extension_type": "property-extension", "handling_codes": ["H2"],
+        "source_reliability": "B"}
+    assert all(o["object_marking_refs"] == [TLP["red"]] for o in objects
+               if o["type"] != "malware")  # a family is reference data, not the run's
     with pytest.raises(v.BadValue):
         build.victim_objects(context, [victim], seen="2026-11-20T10:00:00.000Z", key="k")
 
@@ -364,7 +371,7 @@ def _load_ioc_csv(store: SQLiteStore, path: Path, tlp: str = "amber") -> Tally:
     settings = {"value": "value", "first_seen": "first_seen", "description": "description"}
     parser = PARSERS["ioc-csv"](settings)
     lines: list[bytes] = []
-    run = Run(Ingest(store), collection=OPEN, rejects=lines.append)
+    run = Run(Ingest(store), collection=OPEN, writer=LOCAL, rejects=lines.append)
     tally = run.files(parser, [path], Context("Analyst list", tlp))
     assert not lines, lines
     return tally
@@ -437,7 +444,7 @@ def _load(tmp_path: Path, name: str, path: Path, *, parallel: bool,
     store.open()
     lines: list[bytes] = []
     try:
-        run = Run(Ingest(store), collection=OPEN, rejects=lines.append, batch=50,
+        run = Run(Ingest(store), collection=OPEN, writer=LOCAL, rejects=lines.append, batch=50,
                   progress=progress)
         parser = PARSERS[name]()
         tally = run.files(parser, [path], Context(parser.default_source, "amber"),
@@ -472,7 +479,7 @@ def test_a_failing_producer_process_stops_the_load_with_its_reason(tmp_path: Pat
     store = SQLiteStore(tmp_path / "store.sqlite3")
     store.open()
     try:
-        run = Run(Ingest(store), collection=OPEN, rejects=lambda line: None, batch=50)
+        run = Run(Ingest(store), collection=OPEN, writer=LOCAL, rejects=lambda line: None, batch=50)
         with pytest.raises(RuntimeError, match="disk went away"):
             run.files(_Broken(), [sample.path], Context("Test"), parallel=True)
     finally:

@@ -38,7 +38,8 @@ def test_bad_bundle_files_are_one_reject(tmp_path: Path, body: bytes, reason: st
 def test_a_conflicting_bundle_object_is_rejected_with_its_row(tmp_path: Path):
     """Pass-through objects are not this exchange's to re-version: a different object under
     a stored id and version is refused, and the reject names its file, row and raw JSON."""
-    from exchange.ingest import Ingest
+    from exchange.ingest import Ingest, Writer
+    from exchange.model import AMBER
     from exchange.normalize import PARSERS, Context
     from exchange.normalize.run import Run
     from exchange.store.sqlite import SQLiteStore
@@ -52,7 +53,7 @@ def test_a_conflicting_bundle_object_is_rejected_with_its_row(tmp_path: Path):
     second.write_bytes(orjson.dumps(document))
     lines: list[bytes] = []
     try:
-        run = Run(Ingest(store), collection="c", rejects=lines.append)
+        run = Run(Ingest(store), collection="c", writer=Writer(AMBER), rejects=lines.append)
         parser = PARSERS["stix-bundle"]()
         run.files(parser, [first], Context("Partner"))
         tally = run.files(parser, [second], Context("Partner"))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 import re
 import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +18,7 @@ import yaml
 from exchange.cli import main
 from exchange.collections import CollectionDef
 from exchange.errors import ConfigError, Unauthenticated
+from exchange.model import AMBER, AMBER_STRICT, CLEAR, GREEN, RED
 from exchange.policy import partners
 from exchange.policy.access import Access, decide
 from exchange.policy.auth import Authenticator
@@ -110,9 +113,10 @@ def test_add_prints_secrets_once_and_stores_only_hashes(tmp_path: Path, capsys):
 def test_list_shows_partners_but_no_secrets(file: Path, capsys):
     code, out, _ = run(capsys, "partners", "--file", str(file), "list")
     assert code == 0
-    rows = [line.split("\t") for line in out.splitlines()]
-    assert [row[:3] for row in rows] == [["acme", "ACME CERT", "cert,eu-le"],
-                                         ["beta", "Beta Police", ""]]
+    header, *rows = [line.split("\t") for line in out.splitlines()]
+    assert header[:4] == ["id", "name", "groups", "clearance"]
+    assert [row[:4] for row in rows] == [["acme", "ACME CERT", "cert,eu-le", "clear"],
+                                         ["beta", "Beta Police", "", "clear"]]
     assert "argon2" not in out and not re.search(r"[0-9a-f]{64}", out)
 
 
@@ -268,10 +272,11 @@ def test_no_partners_file_means_nobody_gets_in(tmp_path: Path, creds):
 
 # -- access decisions ----------------------------------------------------------------------
 
-def collection(read: set[str], write: set[str]) -> CollectionDef:
+def collection(read: set[str], write: set[str], **policy: Any) -> CollectionDef:
     return CollectionDef(id="6b2f4c1e-5a43-4d6f-9a0c-2f1e8d7b3c41", api_root="cybercrime",
                          title="T", description="", alias=None, media_types=(),
-                         readers=frozenset(read), writers=frozenset(write))
+                         readers=frozenset(read), writers=frozenset(write), default_rank=AMBER,
+                         **policy)
 
 
 IDENTITY = "identity--1b9c3e4a-4a5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -279,22 +284,65 @@ ACME = Partner(id="acme", name="ACME", identity=IDENTITY, groups=("cert", "eu-le
 
 
 @pytest.mark.parametrize(("read", "write", "expected"), [
-    pytest.param({"group:cert"}, {"group:analysts"}, Access(read=True, write=False),
+    pytest.param({"group:cert"}, {"group:analysts"}, Access(True, False, CLEAR),
                  id="reads-by-group"),
-    pytest.param({"group:analysts"}, {"group:eu-le"}, Access(read=False, write=True),
+    pytest.param({"group:analysts"}, {"group:eu-le"}, Access(False, True, CLEAR),
                  id="writes-by-group"),
-    pytest.param({"partner:acme"}, {"partner:acme"}, Access(read=True, write=True),
+    pytest.param({"partner:acme"}, {"partner:acme"}, Access(True, True, CLEAR),
                  id="by-partner"),
     pytest.param({"partner:beta", "group:us-le"}, {"group:analysts"},
-                 Access(read=False, write=False), id="neither"),
-    pytest.param(set(), set(), Access(read=False, write=False), id="nobody"),
-    pytest.param({"group:acme"}, {"partner:cert"}, Access(read=False, write=False),
+                 Access(False, False, CLEAR), id="neither"),
+    pytest.param(set(), set(), Access(False, False, CLEAR), id="nobody"),
+    pytest.param({"group:acme"}, {"partner:cert"}, Access(False, False, CLEAR),
                  id="groups-and-partners-do-not-mix"),
 ])
 def test_access_is_decided_by_group_and_by_partner(read, write, expected):
     access = decide(ACME, collection(read, write))
     assert access == expected
     assert access.visible == (expected.read or expected.write)
+
+
+@pytest.mark.parametrize(("clearance", "overrides", "red", "expected"), [
+    pytest.param(AMBER, {}, set(), AMBER, id="its own clearance"),
+    pytest.param(CLEAR, {}, set(), CLEAR, id="none set: clear"),
+    pytest.param(GREEN, {"group:cert": AMBER}, set(), AMBER, id="raised for its group"),
+    pytest.param(RED, {"group:cert": GREEN}, {"partner:acme"}, GREEN,
+                 id="lowered for its group"),
+    pytest.param(GREEN, {"group:cert": AMBER, "group:eu-le": AMBER_STRICT}, set(),
+                 AMBER_STRICT, id="the highest of its groups"),
+    pytest.param(GREEN, {"group:cert": RED, "partner:acme": GREEN}, {"group:cert"}, GREEN,
+                 id="a partner entry over its groups"),
+    pytest.param(RED, {}, set(), AMBER_STRICT, id="red but not a RED recipient"),
+    pytest.param(RED, {}, {"group:eu-le"}, RED, id="a RED recipient by group"),
+    pytest.param(AMBER, {}, {"partner:acme"}, AMBER, id="a RED recipient needs clearance red"),
+    pytest.param(AMBER, {"partner:acme": RED}, {"partner:acme"}, RED,
+                 id="clearance red for this collection"),
+])
+def test_the_rank_a_partner_receives(clearance, overrides, red, expected):
+    acme = dataclasses.replace(ACME, clearance=clearance)
+    found = collection({"group:cert"}, set(), clearances=overrides,
+                       red_recipients=frozenset(red))
+    assert decide(acme, found).max_rank == expected
+
+
+def test_clearance_and_relays_are_set_from_the_command_line(tmp_path: Path, capsys):
+    path = tmp_path / "partners.yaml"
+    relay = "identity--0c4f7a2e-8f1b-4c3d-9e5a-6b7c8d9e0f1a"
+    assert main(["partners", "--file", str(path), "add", "acme", "--name", "ACME",
+                 "--clearance", "amber"]) == 0
+    assert partners.load(path)["acme"].clearance == AMBER
+    assert main(["partners", "--file", str(path), "set", "acme", "--clearance",
+                 "amber+strict", "--relay-for", relay]) == 0
+    acme = partners.load(path)["acme"]
+    assert (acme.clearance, acme.relay_for) == (AMBER_STRICT, frozenset({relay}))
+    assert main(["partners", "--file", str(path), "set", "acme", "--no-relay"]) == 0
+    assert partners.load(path)["acme"].relay_for == frozenset()
+    assert partners.load(path)["acme"].clearance == AMBER_STRICT  # unchanged
+    assert main(["partners", "--file", str(path), "list"]) == 0
+    assert "acme\tACME\t\tamber+strict" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["partners", "--file", str(path), "set", "acme", "--clearance", "top"])
+    assert main(["partners", "--file", str(path), "set", "acme", "--relay-for", "bob"]) == 2
 
 
 def test_access_follows_the_partners_file(file: Path, auth: Authenticator, creds):
@@ -305,7 +353,7 @@ def test_access_follows_the_partners_file(file: Path, auth: Authenticator, creds
     document["partners"][0]["groups"].append("analysts")
     file.write_text(yaml.safe_dump(document))
     acme = auth.authenticate(bearer(creds["acme"].token))
-    assert decide(acme, analysts_only) == Access(read=True, write=True)
+    assert decide(acme, analysts_only) == Access(True, True, CLEAR)
 
 
 # -- a malformed partners file -------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 import httpx
 
-from tests.conftest import LiveServer
+from tests.conftest import ALICE, LiveServer
 
 TAXII = "application/taxii+json;version=2.1"
 INDICATOR = {
     "type": "indicator", "spec_version": "2.1",
     "id": "indicator--8e2e2d2b-17d4-4cbf-938f-98ee46b3cd3f",
     "created": "2024-01-01T00:00:00.000Z", "modified": "2024-01-01T00:00:00.000Z",
+    "created_by_ref": ALICE,
     "pattern": "[ipv4-addr:value = '198.51.100.7']", "pattern_type": "stix",
     "valid_from": "2024-01-01T00:00:00Z",
 }

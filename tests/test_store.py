@@ -118,6 +118,11 @@ def versions_of(entries: list[Entry]) -> list[tuple[str, str]]:
     return [(e.id, e.version) for e in entries]
 
 
+def one(collection: str, object_id: str, versions: tuple[str, ...]) -> Query:
+    """The versions of one object a delete takes."""
+    return Query(collection=collection, limit=1, ids=(object_id,), versions=versions)
+
+
 def pending(status_id: str | None = None, *, total: int = 1) -> Status:
     return Status(id=status_id or str(uuid.uuid4()), api_root=ROOT, collection=COLL,
                   partner="alice", request_timestamp=now_micros(), total_count=total,
@@ -177,7 +182,7 @@ def test_collections_are_isolated(store: Store):
     write(store, sdo(2), collection=OTHER)
     assert [orjson.loads(e.body) for e in read(store)] == [mine]
     assert [orjson.loads(e.body) for e in read(store, OTHER)] == [theirs, sdo(2)]
-    assert store.delete(COLL, mine["id"], (ALL,), ()) == 1
+    assert store.delete(one(COLL, mine["id"], (ALL,))) == 1
     assert read(store) == []
     assert len(read(store, OTHER)) == 2
     assert read(store, "33333333-3333-4333-8333-333333333333") == []
@@ -366,19 +371,19 @@ def test_keyset_paging_with_type_and_id_filters(store: Store):
 
 def test_delete_one_version_moves_the_last_flag(out_of_order: Store):
     store = out_of_order
-    assert store.delete(COLL, ONE, (version_key(V3),), ()) == 1
+    assert store.delete(one(COLL, ONE, (version_key(V3),))) == 1
     assert versions_of(read(store, ids=(ONE,))) == [(ONE, V2)]
     assert versions_of(read(store, ids=(ONE,), versions=(FIRST,))) == [(ONE, V1)]
-    assert store.delete(COLL, ONE, (FIRST,), ()) == 1
+    assert store.delete(one(COLL, ONE, (FIRST,))) == 1
     assert versions_of(read(store, ids=(ONE,), versions=(FIRST,))) == [(ONE, V2)]
     assert versions_of(read(store, ids=(ONE,), versions=(LAST,))) == [(ONE, V2)]
-    assert store.delete(COLL, ONE, (version_key(V3),), ()) == 0  # already gone
+    assert store.delete(one(COLL, ONE, (version_key(V3),))) == 0  # already gone
     assert versions_of(read(store)) == [(ONE, V2), (TWO, V1)]  # date_added order
 
 
 def test_delete_last_then_a_new_version_is_last_again(out_of_order: Store):
     store = out_of_order
-    assert store.delete(COLL, ONE, (LAST,), ()) == 1
+    assert store.delete(one(COLL, ONE, (LAST,))) == 1
     assert versions_of(read(store, ids=(ONE,))) == [(ONE, V2)]
     write(store, sdo(1, V3, name="re-added"))
     assert versions_of(read(store, ids=(ONE,))) == [(ONE, V3)]
@@ -386,11 +391,11 @@ def test_delete_last_then_a_new_version_is_last_again(out_of_order: Store):
 
 def test_delete_all_versions(out_of_order: Store):
     store = out_of_order
-    assert store.delete(COLL, ONE, (ALL,), ()) == 3
+    assert store.delete(one(COLL, ONE, (ALL,))) == 3
     assert read(store, ids=(ONE,), versions=(ALL,)) == []
     assert versions_of(read(store)) == [(TWO, V1)]
-    assert store.delete(COLL, ONE, (ALL,), ()) == 0
-    assert store.delete(OTHER, TWO, (ALL,), ()) == 0  # not in that collection
+    assert store.delete(one(COLL, ONE, (ALL,))) == 0
+    assert store.delete(one(OTHER, TWO, (ALL,))) == 0  # not in that collection
     # The id can be used afresh, with any content.
     assert write(store, sdo(1, V1, name="new"))[0].stored
 
@@ -398,7 +403,7 @@ def test_delete_all_versions(out_of_order: Store):
 def test_delete_an_unversioned_object(store: Store):
     obj = sco("192.0.2.1")
     write(store, obj)
-    assert store.delete(COLL, obj["id"], (ALL,), ()) == 1
+    assert store.delete(one(COLL, obj["id"], (ALL,))) == 1
     assert read(store) == []
     assert write(store, {**obj, "x_note": "now different"})[0].stored
 

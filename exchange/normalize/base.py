@@ -20,7 +20,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .values import BadValue, sdo_id
+from ..markings import (
+    HANDLING_CODES,
+    TLP,
+    handling,
+    handling_extension_definition,
+    server_identity,
+)
+from .values import ID_CONTRIBUTING, BadValue, sdo_id
 
 log = logging.getLogger(__name__)
 
@@ -31,13 +38,8 @@ REFERENCE_TIME = "2020-01-01T00:00:00.000Z"
 REPORT_PART = 10_000  # object_refs per report part
 _SEEN_LIMIT = 100_000  # ids remembered per file to drop repeats (bounded: memory stays flat)
 
-TLP = {
-    "clear": "marking-definition--94868c89-83c2-464b-929b-a1a8aa3c8487",
-    "green": "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb",
-    "amber": "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421",
-    "amber+strict": "marking-definition--939a9414-2ddd-4d32-a0cd-375ea402b003",
-    "red": "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
-}
+__all__ = ["TLP", "Context", "Field", "Parser", "Produced", "Record", "Reject", "Tally",
+           "normalize"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +85,29 @@ class Produced:
 @dataclass(frozen=True)
 class Context:
     """What the feed definition and the command line decide for one run: the source identity,
-    the TLP marking, an optional handling code, a confidence and feed references."""
+    the TLP marking, law-enforcement handling (codes, their conditions, the source's
+    reliability and the information's accuracy), a confidence and feed references."""
 
     source_name: str
     tlp: str | None = None  # a key of TLP
-    handling: str | None = None  # a handling code, e.g. a law-enforcement code; a statement
+    handling: tuple[str, ...] = ()  # handling codes H0-H3 (markings.py)
+    handling_conditions: str | None = None  # what H3 restricts
+    reliability: str | None = None  # A, B, C or X
+    accuracy: str | None = None  # 1-4
     confidence: int | None = None  # 0-100, on the SDOs and SROs this exchange authors
     references: tuple[dict[str, str], ...] = ()  # external references for the file's report
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.handling if c not in HANDLING_CODES]
+        if unknown:
+            raise BadValue(f"handling codes are {', '.join(HANDLING_CODES)}, not "
+                           f"{', '.join(unknown)}")
+        if "H3" in self.handling and not self.handling_conditions:
+            raise BadValue("handling code H3 needs its conditions stated")
+        if self.reliability not in (None, "A", "B", "C", "X"):
+            raise BadValue(f"source reliability is A, B, C or X, not {self.reliability!r}")
+        if self.accuracy not in (None, "1", "2", "3", "4"):
+            raise BadValue(f"information accuracy is 1, 2, 3 or 4, not {self.accuracy!r}")
 
     @cached_property
     def source_id(self) -> str:
@@ -97,32 +115,45 @@ class Context:
 
     @cached_property
     def markings(self) -> tuple[str, ...]:
-        marks = (TLP[self.tlp],) if self.tlp else ()
-        return marks + ((self.handling_marking()["id"],) if self.handling else ())
+        return (TLP[self.tlp],) if self.tlp else ()
+
+    @cached_property
+    def extensions(self) -> dict[str, Any] | None:
+        """The handling extension property every object gets, if the run sets any."""
+        if not (self.handling or self.reliability or self.accuracy):
+            return None
+        return handling(self.handling, self.handling_conditions, self.reliability,
+                        self.accuracy)
 
     def identity(self) -> dict[str, Any]:
+        """The source, public whatever a run's TLP: every reader may know who said what, and
+        one identity stays one version across runs at any TLP."""
         return {"type": "identity", "spec_version": "2.1", "id": self.source_id,
                 "created": REFERENCE_TIME, "modified": REFERENCE_TIME,
-                "name": self.source_name.strip(), "identity_class": "organization"}
-
-    def handling_marking(self) -> dict[str, Any]:
-        """The handling code as a statement marking definition (its id is its text)."""
-        statement = f"Handling code: {(self.handling or '').strip()}"
-        return {"type": "marking-definition", "spec_version": "2.1",
-                "id": sdo_id("marking-definition", statement), "created": REFERENCE_TIME,
-                "name": statement, "definition_type": "statement",
-                "definition": {"statement": statement}}
+                "name": self.source_name.strip(), "identity_class": "organization",
+                "object_marking_refs": [TLP["clear"]]}
 
     def preamble(self) -> list[dict[str, Any]]:
-        """Objects every file starts with: the source identity and any handling marking."""
-        return [self.identity()] + ([self.handling_marking()] if self.handling else [])
+        """Objects every file starts with: the source identity, and the handling extension's
+        definition (with its author) when objects carry it, so consumers can resolve it."""
+        found = [self.identity()]
+        if self.extensions:
+            found += [server_identity(), handling_extension_definition()]
+        return found
 
     def stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """Add the source and markings to an object this exchange authors."""
+        """Add the source, markings and handling to an object this exchange authors.
+
+        An observable whose deterministic id takes its extensions into account (a file, a
+        network connection) gets no handling extension: its id would no longer be the one
+        STIX derives. The objects that state facts about it carry the handling."""
         if obj["type"] not in _SCO_LIKE:
             obj["created_by_ref"] = self.source_id
         if self._marking_list:
             obj["object_marking_refs"] = self._marking_list[:]
+        extensions = self.extensions
+        if extensions and "extensions" not in ID_CONTRIBUTING.get(obj["type"], ()):
+            obj["extensions"] = {**obj.get("extensions", {}), **extensions}
         return obj
 
     @cached_property

@@ -13,7 +13,7 @@ import yaml
 from ..collections import load_collections
 from ..config import Settings
 from ..errors import ConfigError
-from ..ingest import Ingest
+from ..ingest import Ingest, Writer
 from . import PARSERS
 from .base import Context, Tally
 from .run import Run, progress_stream
@@ -52,9 +52,12 @@ def _settings(args: argparse.Namespace) -> dict[str, str]:
 
 
 def ingest(args: argparse.Namespace, settings: Settings) -> int:
+    codes = tuple(c.strip().upper() for item in args.handling for c in item.split(",")
+                  if c.strip())
     tally = load(settings, args.format, args.collection, args.paths, options=_settings(args),
-                 source=args.source, tlp=args.tlp, handling=args.handling,
-                 confidence=args.confidence, rejects=args.rejects,
+                 source=args.source, tlp=args.tlp, handling=codes,
+                 handling_conditions=args.handling_conditions, reliability=args.reliability,
+                 accuracy=args.accuracy, confidence=args.confidence, rejects=args.rejects,
                  progress=not args.no_progress)
     print(tally.line())
     return 1 if tally.rejected else 0
@@ -62,23 +65,22 @@ def ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def load(settings: Settings, format_name: str, collection: str,
          paths: Sequence[str | Path], *, options: Mapping[str, str] | None = None,
-         source: str | None = None, tlp: str | None = None, handling: str | None = None,
-         confidence: int | None = None, rejects: str | Path | None = None,
-         progress: bool = False) -> Tally:
+         source: str | None = None, tlp: str | None = None, handling: Sequence[str] = (),
+         handling_conditions: str | None = None, reliability: str | None = None,
+         accuracy: str | None = None, confidence: int | None = None,
+         rejects: str | Path | None = None, progress: bool = False) -> Tally:
     """Normalise `paths` in one format into one collection (id or alias): what `ingest` does,
     for any caller (the demo loads its inbox this way). Rejected rows are appended to the
     `rejects` file as JSON lines, else written to standard error; the progress line shows
     only when they go to a file. A bad format, collection, path, confidence or option is a
-    ConfigError, raised before anything is read or stored."""
+    ConfigError, raised before anything is read or stored. `collection` is an id, an alias
+    used in one API root, or ROOT/ALIAS."""
     from ..store.sqlite import SQLiteStore
 
     parser_class = PARSERS.get(format_name)
     if parser_class is None:
         raise ConfigError(f"unknown format {format_name!r}; known: {', '.join(PARSERS)}")
-    collections = load_collections(settings).values()
-    target = next((c for c in collections if collection in (c.id, c.alias)), None)
-    if target is None:
-        raise ConfigError(f"no collection with id or alias {collection!r}")
+    target = load_collections(settings).named(collection)
     inputs = [Path(p) for p in paths]
     for path in inputs:
         if parser_class.reads_directories and not path.is_dir():
@@ -93,8 +95,15 @@ def load(settings: Settings, format_name: str, collection: str,
         raise ConfigError(str(exc)) from None
     if confidence is None:
         confidence = parser.default_confidence
-    context = Context(source or parser.default_source, tlp or parser.default_tlp,
-                      handling=handling, confidence=confidence)
+    try:
+        context = Context(source or parser.default_source, tlp or parser.default_tlp,
+                          handling=tuple(handling), handling_conditions=handling_conditions,
+                          reliability=reliability, accuracy=accuracy, confidence=confidence)
+    except BadValue as exc:
+        raise ConfigError(str(exc)) from None
+    # An operator's load: the command sets the source identity and the TLP, so there is no
+    # provenance check, and what it leaves unmarked takes the collection's default marking.
+    writer = Writer(default_rank=target.default_rank)
     store = SQLiteStore(settings.store_path, bulk=True)
     store.open()
     try:
@@ -107,7 +116,7 @@ def load(settings: Settings, format_name: str, collection: str,
                     return sys.stderr.write(line.decode())
             # The progress line shares standard error only when rejects go to a file.
             show = progress and rejects
-            run = Run(Ingest(store), collection=target.id, rejects=write,
+            run = Run(Ingest(store), collection=target.id, writer=writer, rejects=write,
                       progress=progress_stream() if show else None)
             return run.files(parser, inputs, context)
     finally:

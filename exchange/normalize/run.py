@@ -27,8 +27,8 @@ from typing import Any, TextIO
 
 import orjson
 
-from ..ingest import CONFLICT, Checked, Ingest, check_objects
-from ..model import LAST, Candidate, Query
+from ..ingest import CONFLICT, Checked, Ingest, Writer, check_objects
+from ..model import Candidate
 from .base import Context, Parser, Produced, Reject, Tally, normalize
 from .values import later_by_millisecond
 
@@ -50,7 +50,7 @@ class Batch:
 
 
 def produce(parser: Parser, paths: list[Path], context: Context, tally: Tally,
-            batch_size: int = BATCH) -> Iterator[Batch]:
+            writer: Writer, batch_size: int = BATCH) -> Iterator[Batch]:
     """Every input object checked and batched, with the rejects in input order."""
     objects: list[Produced] = []
     rejects: list[Reject] = []
@@ -58,7 +58,7 @@ def produce(parser: Parser, paths: list[Path], context: Context, tally: Tally,
 
     def emit() -> Batch:
         nonlocal objects, rejects
-        checked = check_objects([p.obj for p in objects])
+        checked = check_objects([p.obj for p in objects], writer)
         by_id: dict[str, Produced] = {}
         for produced in objects:
             by_id.setdefault(str(produced.obj.get("id")), produced)
@@ -104,9 +104,10 @@ def _size(path: Path) -> int:
 
 
 class Run:
-    def __init__(self, ingest: Ingest, *, collection: str, rejects: Callable[[bytes], object],
-                 batch: int = BATCH, progress: TextIO | None = None) -> None:
-        self.ingest, self.collection = ingest, collection
+    def __init__(self, ingest: Ingest, *, collection: str, writer: Writer,
+                 rejects: Callable[[bytes], object], batch: int = BATCH,
+                 progress: TextIO | None = None) -> None:
+        self.ingest, self.collection, self.writer = ingest, collection, writer
         self.rejects, self.batch_size = rejects, batch
         self.progress = progress
         self.tally = Tally()
@@ -119,7 +120,7 @@ class Run:
             parallel = total >= PARALLEL_BYTES
         started = time.monotonic()
         batches = self._in_child(parser, paths, context) if parallel else \
-            produce(parser, paths, context, self.tally, self.batch_size)
+            produce(parser, paths, context, self.tally, self.writer, self.batch_size)
         for batch in batches:
             for reject in batch.rejects:  # counted by the producer
                 self._reject(reject)
@@ -135,7 +136,7 @@ class Run:
         mp: Any = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
         receive, send = mp.Pipe(duplex=False)
         child = mp.Process(target=_producer, name="ingest-producer", daemon=True,
-                           args=(send, parser, paths, context, self.batch_size))
+                           args=(send, parser, paths, context, self.writer, self.batch_size))
         child.start()
         send.close()
         try:
@@ -195,16 +196,14 @@ class Run:
     def _new_version(self, candidate: Candidate) -> Candidate | None:
         """New facts under an old timestamp: a version after the newest stored one, or None
         when the newest stored version already says the same."""
-        page = self.ingest.store.query(Query(collection=self.collection, limit=1,
-                                             ids=(candidate.id,), versions=(LAST,)),
-                                       with_body=True)
+        newest = self.ingest.newest(self.collection, candidate.id)
         obj = orjson.loads(candidate.body)
-        stored = orjson.loads(page.entries[0].body) if page.entries else {}
+        stored = orjson.loads(newest.body) if newest else {}
         if {k: x for k, x in stored.items() if k != "modified"} == \
                 {k: x for k, x in obj.items() if k != "modified"}:
             return None
         obj["modified"] = later_by_millisecond(max(stored.get("modified", ""), obj["modified"]))
-        renewed = check_objects([obj]).candidates
+        renewed = check_objects([obj], self.writer).candidates
         return renewed[0] if renewed else None
 
     def _reject(self, reject: Reject) -> None:
@@ -224,12 +223,12 @@ class Run:
         self.progress.flush()
 
 
-def _producer(send: Any, parser: Parser, paths: list[Path], context: Context,
+def _producer(send: Any, parser: Parser, paths: list[Path], context: Context, writer: Writer,
               batch_size: int) -> None:
     """Child process body: send each batch, then the tally (or why it failed)."""
     tally = Tally()
     try:
-        for batch in produce(parser, paths, context, tally, batch_size):
+        for batch in produce(parser, paths, context, tally, writer, batch_size):
             send.send(("batch", batch))
         send.send(("tally", (tally.read, tally.produced, tally.rejected)))
     except BaseException as exc:  # the parent must hear of it rather than wait forever

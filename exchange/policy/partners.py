@@ -21,6 +21,7 @@ import yaml
 from argon2 import PasswordHasher
 
 from ..errors import ConfigError
+from ..model import CLEAR, TLP_NAMES, TLP_RANKS
 from ..schemas import validate
 
 PARTNER_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -36,11 +37,18 @@ class Partner:
     groups: tuple[str, ...] = ()
     password_hash: str | None = None
     token_digests: tuple[str, ...] = field(default=())
+    clearance: int = CLEAR  # highest TLP rank it may receive (collections may override)
+    relay_for: frozenset[str] = frozenset()  # identities it may push objects for
 
     @property
     def principals(self) -> frozenset[str]:
         """The names access lists may use for this partner."""
         return frozenset({f"partner:{self.id}", *(f"group:{g}" for g in self.groups)})
+
+    @property
+    def identities(self) -> frozenset[str]:
+        """The `created_by_ref` values its pushes may carry."""
+        return self.relay_for | {self.identity}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +80,8 @@ def load(path: Path) -> dict[str, Partner]:
             id=item["id"], name=item["name"], identity=item["identity"],
             groups=tuple(item.get("groups", ())), password_hash=item.get("password_hash"),
             token_digests=tuple(t["sha256"] for t in item.get("tokens", ())),
+            clearance=TLP_RANKS[item.get("clearance", "clear")],
+            relay_for=frozenset(item.get("relay_for", ())),
         )
     return partners
 
@@ -82,7 +92,9 @@ def save(path: Path, partners: dict[str, Partner]) -> None:
     document: dict[str, Any] = {"partners": []}
     for p in partners.values():
         item: dict[str, Any] = {"id": p.id, "name": p.name, "identity": p.identity,
-                                "groups": list(p.groups)}
+                                "groups": list(p.groups), "clearance": TLP_NAMES[p.clearance]}
+        if p.relay_for:
+            item["relay_for"] = sorted(p.relay_for)
         if p.password_hash:
             item["password_hash"] = p.password_hash
         item["tokens"] = [{"sha256": d, "created": stamp} for d in p.token_digests]
@@ -104,7 +116,8 @@ def _new_secrets(partner_id: str) -> tuple[Credentials, str, str]:
 
 
 def add(path: Path, partner_id: str, name: str, groups: tuple[str, ...] = (),
-        identity: str | None = None) -> Credentials:
+        identity: str | None = None, clearance: str = "clear",
+        relay_for: tuple[str, ...] = ()) -> Credentials:
     if not PARTNER_ID_RE.match(partner_id):
         raise ConfigError("a partner id is 1-64 lower-case letters, digits, '.', '_' or '-'")
     partners = load(path)
@@ -114,9 +127,34 @@ def add(path: Path, partner_id: str, name: str, groups: tuple[str, ...] = (),
     partners[partner_id] = Partner(
         id=partner_id, name=name, identity=identity or f"identity--{uuid.uuid4()}",
         groups=groups, password_hash=pw_hash, token_digests=(digest,),
+        clearance=_rank(clearance), relay_for=frozenset(relay_for),
     )
     save(path, partners)
     return credentials
+
+
+def update(path: Path, partner_id: str, *, clearance: str | None = None,
+           relay_for: tuple[str, ...] | None = None, name: str | None = None,
+           groups: tuple[str, ...] | None = None) -> Partner:
+    """Change a partner's clearance, relayed identities, name or groups (None: unchanged).
+    A running server applies the change within a second, as for any change of the file."""
+    partners = load(path)
+    if partner_id not in partners:
+        raise ConfigError(f"no partner {partner_id!r}")
+    current = partners[partner_id]
+    partners[partner_id] = replace(
+        current, clearance=current.clearance if clearance is None else _rank(clearance),
+        relay_for=current.relay_for if relay_for is None else frozenset(relay_for),
+        name=current.name if name is None else name,
+        groups=current.groups if groups is None else groups)
+    save(path, partners)
+    return partners[partner_id]
+
+
+def _rank(clearance: str) -> int:
+    if clearance not in TLP_RANKS:
+        raise ConfigError(f"clearance is one of {', '.join(TLP_RANKS)}, not {clearance!r}")
+    return TLP_RANKS[clearance]
 
 
 def rotate(path: Path, partner_id: str) -> Credentials:

@@ -17,7 +17,8 @@ class Store(Protocol):
     def close(self) -> None: ...
 
     def query(self, query: Query, *, with_body: bool) -> Page:
-        """Entries matching `query`, oldest date_added first, at most `query.limit`."""
+        """Entries matching `query` in the view of its visibility, oldest date_added first,
+        at most `query.limit`. The visibility is applied inside the index scans."""
 
     def write(self, collection: str, candidates: Sequence[Candidate], status_id: str | None,
               finish: Callable[[list[Outcome]], Status]) -> Status | None:
@@ -26,9 +27,10 @@ class Store(Protocol):
         Returns None when the request was already complete (another process did it). With no
         `status_id` (a local bulk load, which keeps its own account) no status is recorded."""
 
-    def delete(self, collection: str, object_id: str, versions: tuple[str, ...],
-               spec_versions: tuple[str, ...]) -> int:
-        """Delete the matching versions of one object; return how many went."""
+    def delete(self, query: Query) -> int:
+        """Delete every version `query` selects (its limit aside; every spec_version of what
+        it matches unless it names some); return how many went. References, flags and the
+        effective ranks of what referenced them follow."""
 
     def save_status(self, status: Status, request: bytes | None) -> None:
         """Durably record a status; with `request`, the accepted body waiting to be processed."""

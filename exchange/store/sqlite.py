@@ -1,18 +1,19 @@
 """The embedded store: one SQLite file in WAL mode, one connection per thread.
 
 Each object version is a row holding its JSON bytes. The facts reads need (latest version,
-first version, latest spec_version, date_added) are decided at write time and indexed, so
-every read is a single index range scan: a page costs the same at 10 thousand or 10 million
-objects.
+first version, latest spec_version, date_added, and the visibility facts of store/rules.py)
+are decided at write time and indexed, so every read is index range scans: a page costs the
+same at 10 thousand or 10 million objects, and at any share of the collection a reader may
+see.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,13 +21,22 @@ from typing import Any
 import orjson
 
 from ..errors import ConfigError
-from ..model import ALL, COMPLETE, FIRST, LAST, Candidate, Entry, Outcome, Page, Query, Status
-from ..stix import format_micros, now_micros, version_key
+from ..markings import handling_codes, marking_rank
+from ..model import AMBER, COMPLETE, Candidate, Entry, Outcome, Page, Query, Status
+from ..stix import now_micros, references
+from .rules import NONE, Row, Versions
+from .sqlite_plan import id_hash, select
 
-SCHEMA_VERSION = 2
-SCHEMA = """
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 3
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS colls (
     key INTEGER PRIMARY KEY,     -- compact collection key used in every objects index
+    id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS pushers (
+    key INTEGER PRIMARY KEY,     -- compact partner key (0: a local load, no partner)
     id TEXT NOT NULL UNIQUE
 );
 CREATE TABLE IF NOT EXISTS objects (
@@ -42,6 +52,15 @@ CREATE TABLE IF NOT EXISTS objects (
     last INTEGER NOT NULL,       -- 1 on the newest version of the id
     first INTEGER NOT NULL,      -- 1 on the oldest version of the id
     spec_latest INTEGER NOT NULL,-- 1 on the newest spec_version of this id and version
+    base INTEGER NOT NULL,       -- TLP rank of its own markings (or the collection default)
+    bh2 INTEGER NOT NULL,        -- its own handling code is H2
+    rank INTEGER NOT NULL,       -- effective rank: with what it references (rules.py)
+    h2 INTEGER NOT NULL,         -- effective H2
+    newer INTEGER NOT NULL,      -- lowest effective rank of newer versions ({NONE}: none)
+    older INTEGER NOT NULL,      -- lowest effective rank of older versions
+    pusher INTEGER NOT NULL,     -- pushers.key of who stored it
+    top INTEGER NOT NULL,        -- pusher of the id's newest version
+    bottom INTEGER NOT NULL,     -- pusher of the id's oldest version
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS objects_id ON objects (coll, idh);
@@ -51,6 +70,20 @@ CREATE INDEX IF NOT EXISTS objects_latest ON objects (coll, added)
 CREATE INDEX IF NOT EXISTS objects_first ON objects (coll, added)
     WHERE first = 1 AND spec_latest = 1;
 CREATE INDEX IF NOT EXISTS objects_type ON objects (coll, type, added);
+-- Readers who may not see everything: one range per rank they may see, merged by date_added.
+CREATE INDEX IF NOT EXISTS objects_rank ON objects (coll, rank, added);
+CREATE INDEX IF NOT EXISTS objects_rank_last ON objects (coll, rank, added)
+    WHERE rank < newer;
+CREATE INDEX IF NOT EXISTS objects_type_rank ON objects (coll, type, rank, added);
+CREATE INDEX IF NOT EXISTS objects_pusher ON objects (coll, pusher, rank, added);
+-- Who references what (not authors or markings): raising a referenced object's rank finds
+-- the objects that reference it.
+CREATE TABLE IF NOT EXISTS refs (
+    coll INTEGER NOT NULL,
+    dst INTEGER NOT NULL,        -- id_hash of the referenced id
+    seq INTEGER NOT NULL,        -- objects.seq of the referring version
+    PRIMARY KEY (coll, dst, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS clock (coll TEXT PRIMARY KEY, added INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS statuses (
     id TEXT PRIMARY KEY,
@@ -66,24 +99,8 @@ CREATE TABLE IF NOT EXISTS statuses (
 CREATE INDEX IF NOT EXISTS statuses_pending ON statuses (state) WHERE state = 'pending';
 """
 
-# The rows of one id: its hash narrows the index range, the id itself settles collisions.
-_ONE_ID = "coll = :c AND idh = :h AND id = :i"
-_FLAGS = f"""
-UPDATE objects SET
-    last = (vkey = (SELECT max(vkey) FROM objects WHERE {_ONE_ID})),
-    first = (vkey = (SELECT min(vkey) FROM objects WHERE {_ONE_ID})),
-    spec_latest = (spec = (SELECT max(o.spec) FROM objects o
-                           WHERE o.coll = :c AND o.idh = :h AND o.id = :i
-                           AND o.vkey = objects.vkey))
-WHERE {_ONE_ID}
-"""
-
-
-def id_hash(object_id: str) -> int:
-    """A signed 64-bit hash of an id: index keys stay small and inserts cheap, where the id
-    text (about 50 bytes, random) made the id index the main cost of every write."""
-    digest = hashlib.blake2b(object_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+_ROW = ("seq, id, type, vkey, version, spec, added, base, bh2, pusher, rank, h2, last, first, "
+        "spec_latest, newer, older, top, bottom")
 
 
 class SQLiteStore:
@@ -95,8 +112,9 @@ class SQLiteStore:
         self.path = str(path)
         self.bulk = bulk
         self._local = threading.local()
-        self._opened = False
         self._keys: dict[str, int] = {}  # collection id -> colls.key (never changes)
+        self._pushers: dict[str, int] = {"": 0}  # partner id -> pushers.key (never changes)
+        self._pusher_ids: dict[int, str] = {0: ""}
 
     # -- connections -------------------------------------------------------------------
     def open(self) -> None:
@@ -104,13 +122,16 @@ class SQLiteStore:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0 and _has_v1_objects(conn):
-            _migrate_v1(conn)
-        elif version > SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
             raise ConfigError(f"{self.path} was written by a newer version (schema {version})")
+        if version == 0 and _columns(conn, "objects") and "idh" not in _columns(conn, "objects"):
+            _migrate_v1(conn)
+            version = 2
+        if version == 2 or (version == 0 and "rank" not in _columns(conn, "objects")
+                            and _columns(conn, "objects")):
+            self._migrate_v2(conn)
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self._opened = True
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -155,25 +176,52 @@ class SQLiteStore:
             key = self._keys[collection] = row[0]
         return key
 
+    def _pusher(self, conn: sqlite3.Connection, partner: str, *, create: bool) -> int | None:
+        key = self._pushers.get(partner)
+        if key is None:
+            row = conn.execute("SELECT key FROM pushers WHERE id = ?", (partner,)).fetchone()
+            if row is None and create:  # only inside a write transaction
+                row = conn.execute("INSERT INTO pushers (id) VALUES (?) RETURNING key",
+                                   (partner,)).fetchone()
+            if row is None:
+                return None
+            key = self._pushers[partner] = row[0]
+            self._pusher_ids[key] = partner
+        return key
+
+    def _pusher_id(self, conn: sqlite3.Connection, key: int) -> str:
+        partner = self._pusher_ids.get(key)
+        if partner is None:
+            partner = conn.execute("SELECT id FROM pushers WHERE key = ?", (key,)).fetchone()[0]
+            self._pushers[partner], self._pusher_ids[key] = key, partner
+        return partner
+
     # -- reads -------------------------------------------------------------------------
     def query(self, query: Query, *, with_body: bool) -> Page:
         conn = self._conn()
         key = self._key(conn, query.collection, create=False)
         if key is None:
             return Page([], False)
-        columns = "id, version, added, spec" + (", body" if with_body else "")
-        sql, args = _select(key, query, columns)
-        rows = conn.execute(sql, (*args, query.limit + 1)).fetchall()
+        sql, args = self._select(conn, key, query, with_body)
+        rows = conn.execute(sql, args).fetchall()
         more = len(rows) > query.limit
         entries = [Entry(*row) for row in rows[: query.limit]]
         return Page(entries, more)
 
     def explain(self, query: Query) -> str:
-        """The query plan of a read, for tests that hold every read to an index scan."""
-        sql, args = _select(0, query, "id, version, added, spec, body")
-        rows = self._conn().execute(f"EXPLAIN QUERY PLAN {sql}",
-                                    (*args, query.limit + 1)).fetchall()
+        """The query plan of a read, for tests that hold every read to index range scans."""
+        conn = self._conn()
+        sql, args = self._select(conn, self._key(conn, query.collection, create=False) or 0,
+                                 query, True)
+        rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", args).fetchall()
         return "\n".join(str(row[-1]) for row in rows)
+
+    def _select(self, conn: sqlite3.Connection, key: int, query: Query, with_body: bool,
+                *, every: bool = False) -> tuple[str, list[Any]]:
+        me = None
+        if query.visibility is not None and query.visibility.pusher:
+            me = self._pusher(conn, query.visibility.pusher, create=False)
+        return select(key, query, with_body, -1 if me is None else me, every=every)
 
     # -- writes ------------------------------------------------------------------------
     def write(self, collection: str, candidates: Sequence[Candidate], status_id: str | None,
@@ -188,22 +236,16 @@ class SQLiteStore:
             assert key is not None
             clock = conn.execute("SELECT added FROM clock WHERE coll = ?", (collection,)).fetchone()
             added = max(clock[0] if clock else 0, now_micros() - 1)
-            hashes = {c.id: id_hash(c.id) for c in candidates}
-            known = _stored_versions(conn, key, hashes)
-            outcomes, rows, reflag = [], [], set()
+            working = Versions(_Backend(self, conn, key))
+            working.load((c.id for c in candidates), bodies=True)
+            outcomes = []
             for candidate in candidates:
-                existing = known.setdefault(candidate.id, [])
-                outcome, row = _place(candidate, added + 1, existing)
+                outcome, row = working.place(candidate, added + 1)
                 outcomes.append(outcome)
                 if row is not None:
                     added += 1
-                    rows.append((key, hashes[candidate.id], candidate.id, *row))
-                    if len(existing) > 1:
-                        reflag.add(candidate.id)
-            conn.executemany(
-                "INSERT INTO objects (coll, idh, id, type, vkey, version, spec, added, last, "
-                "first, spec_latest, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 1, 1, ?)", rows)
-            conn.executemany(_FLAGS, [{"c": key, "h": hashes[i], "i": i} for i in reflag])
+            working.settle()
+            self._flush(conn, key, working)
             conn.execute(
                 "INSERT INTO clock (coll, added) VALUES (?, ?) "
                 "ON CONFLICT (coll) DO UPDATE SET added = excluded.added",
@@ -214,20 +256,56 @@ class SQLiteStore:
                 _save_status(conn, status, None)
         return status
 
-    def delete(self, collection: str, object_id: str, versions: tuple[str, ...],
-               spec_versions: tuple[str, ...]) -> int:
+    def delete(self, query: Query) -> int:
+        """Delete every version `query` selects (its limit aside); return how many went."""
         with self._write() as conn:
-            key = self._key(conn, collection, create=False)
+            key = self._key(conn, query.collection, create=False)
             if key is None:
                 return 0
-            # Without match[spec_version], a delete takes every spec version of what it matches.
-            where, args = _where(key, versions, spec_versions, every_spec=True)
-            one = {"c": key, "h": id_hash(object_id), "i": object_id}
-            gone = conn.execute(f"DELETE FROM objects WHERE {where} AND idh = ? AND id = ?",
-                                (*args, one["h"], object_id)).rowcount
-            if gone:
-                conn.execute(_FLAGS, one)
-        return gone
+            sql, args = self._select(conn, key, query, False, every=True)
+            chosen = {(row[0], row[2]) for row in conn.execute(sql, args)}
+            if not chosen:
+                return 0
+            working = Versions(_Backend(self, conn, key))
+            ids = {ident for ident, _ in chosen}
+            working.load(ids, bodies=True)
+            for ident in ids:
+                working.remove(ident, [r for r in working.versions[ident]
+                                       if (ident, r.added) in chosen])
+            working.settle()
+            self._flush(conn, key, working)
+        return len(chosen)
+
+    def _flush(self, conn: sqlite3.Connection, key: int, working: Versions) -> None:
+        """Write what the working set decided: new rows, their references, changed flags."""
+        for row in working.removed:
+            conn.execute("DELETE FROM objects WHERE seq = ?", (row.key,))
+            conn.executemany("DELETE FROM refs WHERE coll = ? AND dst = ? AND seq = ?",
+                             [(key, id_hash(ref), row.key) for ref in working.refs(row)])
+        new = working.rows_to_insert()
+        if new:
+            seq = conn.execute("SELECT coalesce(max(seq), 0) FROM objects").fetchone()[0]
+            for row in new:
+                seq += 1
+                row.key = seq
+            conn.executemany(
+                "INSERT INTO objects (seq, coll, idh, id, type, vkey, version, spec, added, "
+                "last, first, spec_latest, base, bh2, rank, h2, newer, older, pusher, top, "
+                "bottom, body) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.key, key, id_hash(r.id), r.id, r.type, r.vkey, r.version, r.spec, r.added,
+                  r.last, r.first, r.spec_latest, r.base, r.base_h2, r.rank, r.h2, r.newer,
+                  r.older, self._pusher(conn, r.pusher, create=True),
+                  self._pusher(conn, r.top, create=True),
+                  self._pusher(conn, r.bottom, create=True), r.body) for r in new])
+            conn.executemany("INSERT OR IGNORE INTO refs (coll, dst, seq) VALUES (?, ?, ?)",
+                             [(key, id_hash(ref), r.key) for r in new for ref in r.refs or ()])
+        conn.executemany(
+            "UPDATE objects SET rank = ?, h2 = ?, last = ?, first = ?, spec_latest = ?, "
+            "newer = ?, older = ?, top = ?, bottom = ? WHERE seq = ?",
+            [(r.rank, r.h2, r.last, r.first, r.spec_latest, r.newer, r.older,
+              self._pusher(conn, r.top, create=True), self._pusher(conn, r.bottom, create=True),
+              r.key) for r in working.rows_to_update()])
 
     # -- statuses ----------------------------------------------------------------------
     def save_status(self, status: Status, request: bytes | None) -> None:
@@ -262,110 +340,113 @@ class SQLiteStore:
             return None
         return _status(row[:7]), row[7]
 
-
-def _select(key: int, query: Query, columns: str) -> tuple[str, list[Any]]:
-    """One read as SQL: an index range scan in date_added order. The caller binds the last
-    parameter, LIMIT (page size + 1).
-
-    A list of ids is looked up on the (coll, idh) index; a list of types is one range scan
-    per type on (coll, type, added), merged, so a page never sorts more than types x limit rows.
-    """
-    where, args = _where(key, query.versions, query.spec_versions)
-    if query.after is not None:
-        where += " AND added > ?"
-        args.append(query.after)
-    if query.ids:
-        where += f" AND idh IN ({_marks(query.ids)}) AND id IN ({_marks(query.ids)})"
-        args.extend(id_hash(i) for i in query.ids)
-        args.extend(query.ids)
-        if query.types:  # match[id] and match[type] together: both must hold
-            where += f" AND type IN ({_marks(query.types)})"
-            args.extend(query.types)
-        sql = f"SELECT {columns} FROM objects INDEXED BY objects_id WHERE {where} " \
-              "ORDER BY added LIMIT ?"
-        return sql, args
-    if len(query.types) == 1:
-        sql = f"SELECT {columns} FROM objects INDEXED BY objects_type WHERE {where} " \
-              "AND type = ? ORDER BY added LIMIT ?"
-        return sql, [*args, query.types[0]]
-    if query.types:
-        scans, scan_args = [], []
-        for kind in query.types:
-            scans.append(f"SELECT * FROM (SELECT {columns}, added AS k FROM objects INDEXED BY "
-                         f"objects_type WHERE {where} AND type = ? ORDER BY added LIMIT ?)")
-            scan_args += [*args, kind, query.limit + 1]
-        sql = f"SELECT {columns} FROM ({' UNION ALL '.join(scans)}) ORDER BY k LIMIT ?"
-        return sql, scan_args
-    return f"SELECT {columns} FROM objects WHERE {where} ORDER BY added LIMIT ?", args
-
-
-def _place(candidate: Candidate, added: int, existing: list[tuple[Any, ...]],
-           ) -> tuple[Outcome, tuple[Any, ...] | None]:
-    """What to do with one candidate given its id's stored versions (updated in place): the
-    outcome, and the row values to insert (None when nothing is stored)."""
-    if candidate.version is None:  # unversioned: one version, stamped with its date_added
-        same = existing
-        version = format_micros(added)
-    else:
-        vkey = version_key(candidate.version)
-        same = [r for r in existing if r[0] == vkey and r[2] == candidate.spec_version]
-        version = candidate.version
-    if same:
-        stored = same[0][3]
-        identical = stored == candidate.body or canonical(stored) == canonical(candidate.body)
-        return Outcome(candidate.id, same[0][1], stored=False, conflict=not identical), None
-    key = version_key(version)
-    existing.append((key, version, candidate.spec_version, candidate.body))
-    row = (candidate.type, key, version, candidate.spec_version, added, candidate.body)
-    return Outcome(candidate.id, version, stored=True), row
+    # -- migration ---------------------------------------------------------------------
+    def _migrate_v2(self, conn: sqlite3.Connection) -> None:
+        """Add the visibility facts to a schema 2 file. Objects keep their date_added; an
+        object without a TLP marking is taken as AMBER (the collection's default marking
+        was not recorded before)."""
+        log.warning("migrating %s to schema %d (visibility facts)", self.path, SCHEMA_VERSION)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("ALTER TABLE objects RENAME TO objects_v2")
+            for index in ("objects_id", "objects_added", "objects_latest", "objects_first",
+                          "objects_type"):
+                conn.execute(f"DROP INDEX IF EXISTS {index}")
+            for statement in SCHEMA.split(";"):  # executescript would commit halfway
+                if statement.strip():
+                    conn.execute(statement)
+            rows = conn.execute("SELECT seq, coll, idh, id, type, vkey, version, spec, added, "
+                                "last, first, spec_latest, body FROM objects_v2 ORDER BY seq")
+            colls: dict[int, set[str]] = {}
+            while chunk := rows.fetchmany(5000):
+                values: list[tuple[Any, ...]] = []
+                refs: list[tuple[int, int, int]] = []
+                for (seq, coll, idh, ident, kind, vkey, version, spec, added, last, first,
+                     spec_latest, body) in chunk:
+                    obj = orjson.loads(body)
+                    marked = marking_rank(obj)
+                    base = AMBER if marked is None else marked
+                    h2 = "H2" in handling_codes(obj)
+                    values.append((seq, coll, idh, ident, kind, vkey, version, spec, added,
+                                   last, first, spec_latest, base, h2, base, h2,
+                                   NONE, NONE, 0, 0, 0, body))
+                    refs.extend((coll, id_hash(ref), seq) for ref in references(obj))
+                    colls.setdefault(coll, set()).add(ident)
+                conn.executemany(
+                    "INSERT INTO objects (seq, coll, idh, id, type, vkey, version, spec, added, "
+                    "last, first, spec_latest, base, bh2, rank, h2, newer, older, pusher, top, "
+                    "bottom, body) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
+                conn.executemany("INSERT OR IGNORE INTO refs (coll, dst, seq) VALUES (?, ?, ?)",
+                                 refs)
+            conn.execute("DROP TABLE objects_v2")
+            for coll, ids in colls.items():
+                ordered = sorted(ids)
+                for start in range(0, len(ordered), 2000):
+                    working = Versions(_Backend(self, conn, coll))
+                    working.recompute(ordered[start:start + 2000])
+                    working.settle()
+                    self._flush(conn, coll, working)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
 
-def _stored_versions(conn: sqlite3.Connection, key: int,
-                     hashes: dict[str, int]) -> dict[str, list[tuple[Any, ...]]]:
-    """The stored versions of many ids, fetched in a few index lookups rather than one each."""
-    found: dict[str, list[tuple[Any, ...]]] = {}
-    wanted = sorted(set(hashes.values()))
-    for start in range(0, len(wanted), 500):
-        chunk = wanted[start:start + 500]
-        for row in conn.execute(
-                "SELECT id, vkey, version, spec, body FROM objects INDEXED BY objects_id "
-                f"WHERE coll = ? AND idh IN ({_marks(chunk)})", (key, *chunk)):
-            if row[0] in hashes:
-                found.setdefault(row[0], []).append(row[1:])
-    return found
+class _Backend:
+    """The rules' view of one collection inside one write transaction."""
 
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection, key: int) -> None:
+        self.store, self.conn, self.key = store, conn, key
 
-def _where(key: int, versions: tuple[str, ...], spec_versions: tuple[str, ...],
-           every_spec: bool = False) -> tuple[str, list[Any]]:
-    """The collection, version and spec_version terms shared by reads and deletes."""
-    where, args = "coll = ?", list[Any]([key])
-    if ALL not in versions:
-        terms = [f"{flag} = 1" for flag in (LAST, FIRST) if flag in versions]
-        keys = [v for v in versions if v not in (LAST, FIRST)]
-        if keys:
-            terms.append(f"vkey IN ({_marks(keys)})")
-            args.extend(keys)
-        where += " AND " + (terms[0] if len(terms) == 1 else "(" + " OR ".join(terms) + ")")
-    if spec_versions:
-        where += f" AND spec IN ({_marks(spec_versions)})"
-        args.extend(spec_versions)
-    elif not every_spec:
-        where += " AND spec_latest = 1"
-    return where, args
+    def load(self, ids: Iterable[str], *, bodies: bool) -> dict[str, list[Row]]:
+        wanted = {id_hash(i): i for i in ids}
+        found: dict[str, list[Row]] = {}
+        hashes = sorted(wanted)
+        columns = _ROW + (", body" if bodies else "")
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            for values in self.conn.execute(
+                    f"SELECT {columns} FROM objects INDEXED BY objects_id "
+                    f"WHERE coll = ? AND idh IN ({_marks(chunk)})", (self.key, *chunk)):
+                if values[1] in wanted.values():
+                    found.setdefault(values[1], []).append(self._row(values, bodies))
+        return found
+
+    def _row(self, values: Sequence[Any], bodies: bool) -> Row:
+        (seq, ident, kind, vkey, version, spec, added, base, bh2, pusher, rank, h2, last,
+         first, spec_latest, newer, older, top, bottom) = values[:19]
+        name = self.store._pusher_id
+        return Row(id=ident, type=kind, vkey=vkey, version=version, spec=spec, added=added,
+                   base=base, base_h2=bool(bh2), pusher=name(self.conn, pusher), rank=rank,
+                   h2=bool(h2), key=seq, body=values[19] if bodies else None,
+                   last=bool(last), first=bool(first), spec_latest=bool(spec_latest),
+                   newer=newer, older=older, top=name(self.conn, top),
+                   bottom=name(self.conn, bottom))
+
+    def body(self, row: Row) -> bytes:
+        found = self.conn.execute("SELECT body FROM objects WHERE seq = ?", (row.key,))
+        body: bytes = found.fetchone()[0]
+        return body
+
+    def referrers(self, ids: Iterable[str]) -> set[str]:
+        hashes = sorted({id_hash(i) for i in ids})
+        found: set[str] = set()
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            found.update(row[0] for row in self.conn.execute(
+                "SELECT DISTINCT o.id FROM refs r JOIN objects o ON o.seq = r.seq "
+                f"WHERE r.coll = ? AND r.dst IN ({_marks(chunk)})", (self.key, *chunk)))
+        return found
 
 
 def _marks(values: Sequence[object]) -> str:
     return ",".join("?" * len(values))
 
 
-def canonical(body: bytes) -> bytes:
-    """Key-sorted JSON: tells an identical re-post from a conflicting one."""
-    return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
-
-
-def _has_v1_objects(conn: sqlite3.Connection) -> bool:
-    columns = [row[1] for row in conn.execute("PRAGMA table_info(objects)")]
-    return bool(columns) and "idh" not in columns
+def _columns(conn: sqlite3.Connection, table: str) -> list[str]:
+    return [row[1] for row in conn.execute(f"PRAGMA table_info({table})")]
 
 
 def _migrate_v1(conn: sqlite3.Connection) -> None:
@@ -377,10 +458,13 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         for index in ("objects_version", "objects_added", "objects_latest", "objects_first",
                       "objects_type"):
             conn.execute(f"DROP INDEX IF EXISTS {index}")
-        # One statement at a time: executescript would commit halfway.
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        conn.execute("CREATE TABLE IF NOT EXISTS colls (key INTEGER PRIMARY KEY, "
+                     "id TEXT NOT NULL UNIQUE)")
+        conn.execute("CREATE TABLE objects (seq INTEGER PRIMARY KEY, coll INTEGER NOT NULL, "
+                     "idh INTEGER NOT NULL, id TEXT NOT NULL, type TEXT NOT NULL, "
+                     "vkey TEXT NOT NULL, version TEXT NOT NULL, spec TEXT NOT NULL, "
+                     "added INTEGER NOT NULL, last INTEGER NOT NULL, first INTEGER NOT NULL, "
+                     "spec_latest INTEGER NOT NULL, body BLOB NOT NULL)")
         conn.execute("INSERT INTO colls (id) SELECT DISTINCT coll FROM objects_v1")
         conn.execute(
             "INSERT INTO objects (seq, coll, idh, id, type, vkey, version, spec, added, last, "
@@ -388,7 +472,7 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
             "o.version, o.spec, o.added, o.last, o.first, o.spec_latest, o.body "
             "FROM objects_v1 o JOIN colls c ON c.id = o.coll")
         conn.execute("DROP TABLE objects_v1")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("PRAGMA user_version = 2")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
@@ -412,4 +496,3 @@ def _status(row: Sequence[Any]) -> Status:
     return Status(id=row[0], api_root=row[1], collection=row[2], partner=row[3],
                   request_timestamp=row[4], status=row[5], total_count=doc["total"],
                   successes=doc["successes"], failures=doc["failures"], pendings=doc["pendings"])
-

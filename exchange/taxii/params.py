@@ -1,4 +1,4 @@
-"""URL filtering parameters (TAXII 2.1 section 3.4), parsed into a store Query."""
+"""URL filtering parameters (TAXII 2.1 section 3.4), parsed into Filters."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from starlette.datastructures import QueryParams
 
 from ..config import ApiRootSettings
 from ..errors import Invalid
-from ..model import ALL, FIRST, LAST, Query
+from ..model import ALL, FIRST, LAST, Filters
 from ..stix import IDENTIFIER_RE, timestamp_micros, version_key
 from ..store import cursor
 
@@ -21,18 +21,20 @@ OBJECT = frozenset({"version", "spec_version"})
 VERSIONS = frozenset({"spec_version"})
 
 
-# A filter list is served by one index scan per value: bound the work one request can ask for.
+# A filter list is served by one index scan per value (per TLP rank for a reader who may not
+# see everything): bound the work one request can ask for.
 MAX_VALUES = 100
+MAX_TYPES = 50  # STIX 2.1 defines 42 types
 
 
-def _values(params: QueryParams, name: str) -> tuple[str, ...]:
+def _values(params: QueryParams, name: str, most: int = MAX_VALUES) -> tuple[str, ...]:
     """Comma-separated values; a repeated parameter adds to the list."""
     values = [v.strip() for raw in params.getlist(name) for v in raw.split(",")]
     if any(not v for v in values):
         raise Invalid(f"{name} has an empty value")
     unique = tuple(dict.fromkeys(values))
-    if len(unique) > MAX_VALUES:
-        raise Invalid(f"{name} lists {len(unique)} values; at most {MAX_VALUES} per request")
+    if len(unique) > most:
+        raise Invalid(f"{name} lists {len(unique)} values; at most {most} per request")
     return unique
 
 
@@ -45,9 +47,8 @@ def limit(params: QueryParams, root: ApiRootSettings) -> int:
     return min(int(raw), root.max_page_size)
 
 
-def build_query(params: QueryParams, root: ApiRootSettings, collection: str,
-                allowed: frozenset[str], *, object_id: str | None = None,
-                all_versions: bool = False) -> Query:
+def build_filters(params: QueryParams, root: ApiRootSettings, allowed: frozenset[str], *,
+                  object_id: str | None = None, all_versions: bool = False) -> Filters:
     after = None
     if "added_after" in params:
         try:
@@ -65,7 +66,7 @@ def build_query(params: QueryParams, root: ApiRootSettings, collection: str,
             raise Invalid(f"match[id]: {bad!r} is not a STIX identifier")
     types: tuple[str, ...] = ()
     if "type" in allowed and "match[type]" in params:
-        types = _values(params, "match[type]")
+        types = _values(params, "match[type]", MAX_TYPES)
         bad = next((t for t in types if not _TYPE_RE.match(t)), None)
         if bad:
             raise Invalid(f"match[type]: {bad!r} is not a STIX type")
@@ -78,8 +79,8 @@ def build_query(params: QueryParams, root: ApiRootSettings, collection: str,
         bad = next((s for s in spec_versions if not _SPEC_RE.match(s)), None)
         if bad:
             raise Invalid(f"match[spec_version]: {bad!r} is not a version such as 2.1")
-    return Query(collection=collection, limit=limit(params, root), ids=ids, types=types,
-                 versions=versions, spec_versions=spec_versions, after=after)
+    return Filters(limit=limit(params, root), ids=ids, types=types, versions=versions,
+                   spec_versions=spec_versions, after=after)
 
 
 def _version(value: str) -> str:

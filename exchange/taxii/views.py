@@ -1,5 +1,5 @@
-"""TAXII 2.1 endpoints (sections 4 and 5). Each handler authenticates, resolves, then reads
-through the store query or writes through ingest; nothing else."""
+"""TAXII 2.1 endpoints (sections 4 and 5). Each handler authenticates, then reads through
+the policy gate or writes through ingest; nothing else."""
 
 from __future__ import annotations
 
@@ -11,42 +11,52 @@ from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from ..collections import CollectionDef
 from ..errors import NotFound, TooLarge
-from ..model import ALL, COMPLETE, Page, Query
+from ..model import COMPLETE, Page
+from ..policy.access import Access
 from ..policy.partners import Partner
 from . import params, responses
-from .context import Context
+from .context import Services
 from .media import check_accept, check_content_type
 
 
-def _context(request: Request) -> Context:
-    context: Context = request.app.state.context
-    return context
+def _services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
 def _partner(request: Request) -> Partner:
     check_accept(request.headers.get("accept"))
-    return _context(request).auth.authenticate(request.headers.get("authorization"))
+    return _services(request).auth.authenticate(request.headers.get("authorization"))
+
+
+def _url(request: Request, path: str) -> str:
+    """A URL for discovery: under the configured public URL, else relative to this server.
+    Never built from the request's Host or forwarding headers, which a client controls."""
+    public = _services(request).settings.public_url
+    return f"{public}{path}" if public else path
 
 
 def discovery(request: Request) -> Response:
-    """4.1 Server Discovery: GET /taxii2/."""
+    """4.1 Server Discovery: GET /taxii2/. API root URLs are relative or under `public_url`
+    (4.1.1 allows relative URLs or HTTPS ones)."""
     _partner(request)
-    settings = _context(request).settings
-    base = str(request.base_url)
+    settings = _services(request).settings
     document: dict[str, Any] = {"title": settings.title, "description": settings.description,
-                                "api_roots": [f"{base}{r.name}/" for r in settings.api_roots]}
+                                "api_roots": [_url(request, f"/{r.name}/")
+                                              for r in settings.api_roots]}
     if settings.contact:
         document["contact"] = settings.contact
     if settings.default_api_root:
-        document["default"] = f"{base}{settings.default_api_root}/"
+        document["default"] = _url(request, f"/{settings.default_api_root}/")
     return responses.taxii(document)
 
 
 def api_root(request: Request, root: str) -> Response:
     """4.2 Get API Root Information: GET /{api-root}/."""
     _partner(request)
-    info = _context(request).root(root)
+    info = _services(request).gate.root(root)
     document: dict[str, Any] = {"title": info.title, "versions": [responses.TAXII_21],
                                 "max_content_length": info.max_content_length}
     if info.description:
@@ -57,15 +67,10 @@ def api_root(request: Request, root: str) -> Response:
 def get_status(request: Request, root: str, status_id: str) -> Response:
     """4.3 Get Status: GET /{api-root}/status/{status-id}/ (only for the partner who pushed)."""
     partner = _partner(request)
-    context = _context(request)
-    context.root(root)
-    record = context.store.get_status(root, status_id)
-    if record is None or record.partner != partner.id:
-        raise NotFound(f"no status {status_id!r}")
-    return responses.status(record)
+    return responses.status(_services(request).gate.status(partner, root, status_id))
 
 
-def _collection_resource(collection: Any, access: Any) -> dict[str, Any]:
+def _collection_resource(collection: CollectionDef, access: Access) -> dict[str, Any]:
     document = {"id": collection.id, "title": collection.title,
                 "can_read": access.read, "can_write": access.write,
                 "media_types": list(collection.media_types)}
@@ -79,25 +84,25 @@ def _collection_resource(collection: Any, access: Any) -> dict[str, Any]:
 def list_collections(request: Request, root: str) -> Response:
     """5.1 Get Collections: only those the partner may read or write are listed."""
     partner = _partner(request)
-    context = _context(request)
-    context.root(root)
-    found = [_collection_resource(c, a) for c, a in context.visible(partner, root)]
+    gate = _services(request).gate
+    gate.root(root)
+    found = [_collection_resource(c, a) for c, a in gate.granted(partner, root)]
     return responses.taxii({"collections": found} if found else {})
 
 
 def get_collection(request: Request, root: str, collection: str) -> Response:
     """5.2 Get a Collection."""
-    target = _context(request).target(_partner(request), root, collection)
+    target = _services(request).gate.target(_partner(request), root, collection)
     return responses.taxii(_collection_resource(target.collection, target.access))
 
 
 def _collection_page(request: Request, root: str, collection: str, *, with_body: bool) -> Page:
     """The one read of a collection's objects, shared by the objects and manifest endpoints."""
-    context = _context(request)
-    target = context.target(_partner(request), root, collection, read=True)
-    query = params.build_query(request.query_params, target.root, target.collection.id,
-                               params.OBJECTS)
-    return context.store.query(query, with_body=with_body)
+    gate = _services(request).gate
+    partner = _partner(request)
+    target = gate.target(partner, root, collection, read=True)
+    filters = params.build_filters(request.query_params, target.root, params.OBJECTS)
+    return gate.read(partner, target, filters, with_body=with_body)
 
 
 def get_objects(request: Request, root: str, collection: str) -> Response:
@@ -116,19 +121,20 @@ async def add_objects(request: Request, root: str, collection: str) -> Response:
     Processing runs on the ingest worker; the answer waits for it up to post_wait_seconds,
     so most pushes come back complete and the rest are pending with a status to poll.
     """
-    context = _context(request)
+    services = _services(request)
     partner = await run_in_threadpool(_partner, request)
     check_content_type(request.headers.get("content-type"))
-    target = context.target(partner, root, collection, write=True)
+    target = services.gate.target(partner, root, collection, write=True)
     body = await _read_body(request, target.root.max_content_length)
-    record = await run_in_threadpool(context.ingest.accept, api_root=root,
-                                     collection=target.collection.id, partner=partner.id,
+    record = await run_in_threadpool(services.ingest.accept, api_root=root,
+                                     collection=target.collection.id,
+                                     writer=services.gate.writer(partner, target.collection),
                                      body=body)
     if record.status != COMPLETE:
-        future = asyncio.wrap_future(context.worker.submit(record.id))
+        future = asyncio.wrap_future(services.worker.submit(record.id))
         try:
             done = await asyncio.wait_for(asyncio.shield(future),
-                                          context.settings.post_wait_seconds)
+                                          services.settings.post_wait_seconds)
             record = done or record
         except TimeoutError:
             pass
@@ -150,21 +156,13 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def _object_page(request: Request, root: str, collection: str, object_id: str,
-                 allowed: frozenset[str], *, with_body: bool, all_versions: bool = False) -> Any:
-    context = _context(request)
-    target = context.target(_partner(request), root, collection, read=True)
-    query = params.build_query(request.query_params, target.root, target.collection.id,
-                               allowed, object_id=object_id, all_versions=all_versions)
-    page = context.store.query(query, with_body=with_body)
-    if not page.entries and not _exists(context, target.collection.id, object_id):
-        raise NotFound(f"no object {object_id!r} in this collection")
-    return page
-
-
-def _exists(context: Context, collection: str, object_id: str) -> bool:
-    probe = Query(collection=collection, limit=1, ids=(object_id,), versions=(ALL,),
-                  spec_versions=("2.0", "2.1"))
-    return bool(context.store.query(probe, with_body=False).entries)
+                 allowed: frozenset[str], *, with_body: bool, all_versions: bool = False) -> Page:
+    gate = _services(request).gate
+    partner = _partner(request)
+    target = gate.target(partner, root, collection, read=True)
+    filters = params.build_filters(request.query_params, target.root, allowed,
+                                   object_id=object_id, all_versions=all_versions)
+    return gate.read_object(partner, target, object_id, filters, with_body=with_body)
 
 
 def get_object(request: Request, root: str, collection: str, object_id: str) -> Response:
@@ -182,12 +180,12 @@ def get_versions(request: Request, root: str, collection: str, object_id: str) -
 
 def delete_object(request: Request, root: str, collection: str, object_id: str) -> Response:
     """5.7 Delete an Object: the matching versions (all, unless match[version] narrows)."""
-    context = _context(request)
-    target = context.target(_partner(request), root, collection, read=True, write=True)
-    query = params.build_query(request.query_params, target.root, target.collection.id,
-                               params.OBJECT, object_id=object_id, all_versions=True)
-    if not context.store.delete(target.collection.id, object_id, query.versions,
-                                query.spec_versions):
+    gate = _services(request).gate
+    partner = _partner(request)
+    target = gate.target(partner, root, collection, read=True, write=True)
+    filters = params.build_filters(request.query_params, target.root, params.OBJECT,
+                                   object_id=object_id, all_versions=True)
+    if not gate.delete(partner, target, filters):
         raise NotFound(f"no matching version of {object_id!r} in this collection")
     return responses.raw(b"", 200)
 

@@ -1,0 +1,258 @@
+"""The rules every backend shares, decided at write time so every read is an index scan.
+
+For each object id, its stored versions get:
+- `last` / `first`: the newest / oldest version; `spec_latest`: the newest spec_version of
+  one version;
+- an effective TLP `rank` (and `h2`): the highest of its own markings and of the current
+  classification of everything it references (the newest version of each referenced id), so
+  an object that references a withheld one is withheld too, transitively;
+- `newer` / `older`: the lowest effective rank among its newer / older versions (NONE when
+  there are none), so a reader cleared to rank t finds "the newest version I may see" as
+  `rank <= t < newer` without looking at the other versions;
+- `top` / `bottom`: who pushed the newest / oldest version (a partner always sees its own).
+
+`Versions` is a write's working set: the versions of the ids it touches, loaded from the
+backend on demand. `place` decides each candidate; `settle` recomputes effective ranks where
+anything they depend on changed (a referenced object arriving later, or reclassified) and
+the flags of every touched id; the backend then writes `rows_to_insert` and
+`rows_to_update`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import orjson
+
+from ..model import CLEAR, RED, Candidate, Outcome
+from ..stix import format_micros, references, version_key
+
+NONE = RED + 1  # above every rank: "there is no such version"
+_FREE_ROUNDS = 16  # settling rounds after which a rank may only rise (see Versions.settle)
+
+
+@dataclass(slots=True, eq=False)
+class Row:
+    """One stored object version, as the rules see it."""
+
+    id: str
+    type: str
+    vkey: str
+    version: str
+    spec: str
+    added: int
+    base: int  # TLP rank of its own markings (or the collection's default)
+    base_h2: bool
+    pusher: str
+    rank: int  # effective
+    h2: bool
+    key: object = None  # the backend's handle (SQLite: seq); None until inserted
+    body: bytes | None = None  # None: not loaded (the backend loads it on demand)
+    refs: tuple[str, ...] | None = None  # None: not known yet (read from the body)
+    last: bool = True
+    first: bool = True
+    spec_latest: bool = True
+    newer: int = NONE
+    older: int = NONE
+    top: str = ""
+    bottom: str = ""
+    saved: tuple[object, ...] | None = None  # the derived facts as last stored
+
+    def derived(self) -> tuple[object, ...]:
+        return (self.rank, self.h2, self.last, self.first, self.spec_latest, self.newer,
+                self.older, self.top, self.bottom)
+
+
+class Backend(Protocol):
+    """What the working set needs from a backend, within the write's transaction."""
+
+    def load(self, ids: Iterable[str], *, bodies: bool) -> dict[str, list[Row]]:
+        """The stored versions of these ids (ids with none are left out)."""
+
+    def body(self, row: Row) -> bytes: ...
+
+    def referrers(self, ids: Iterable[str]) -> set[str]:
+        """Ids of stored objects with a version that references any of `ids`."""
+
+
+@dataclass
+class Versions:
+    backend: Backend
+    versions: dict[str, list[Row]] = field(default_factory=dict)
+    new: list[Row] = field(default_factory=list)
+    removed: list[Row] = field(default_factory=list)
+    _loaded_facts: dict[str, tuple[int, bool]] = field(default_factory=dict)  # as loaded
+    _touched: set[str] = field(default_factory=set)
+    _recompute: list[Row] = field(default_factory=list)
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self, ids: Iterable[str], *, bodies: bool = False) -> None:
+        missing = [i for i in dict.fromkeys(ids) if i not in self.versions]
+        if not missing:
+            return
+        found = self.backend.load(missing, bodies=bodies)
+        for ident in missing:
+            rows = found.get(ident, [])
+            for row in rows:
+                row.saved = row.derived()
+            self.versions[ident] = rows
+            self._loaded_facts[ident] = _facts(rows)
+
+    def facts(self, ident: str) -> tuple[int, bool]:
+        """The current classification of an id: its newest version's effective rank and H2.
+        An id not stored here yet reveals nothing (CLEAR); it raises its referrers when it
+        arrives."""
+        return _facts(self.versions.get(ident, ()))
+
+    # -- writes ----------------------------------------------------------------------------
+    def place(self, candidate: Candidate, added: int) -> tuple[Outcome, Row | None]:
+        """What to do with one candidate: the outcome, and the new row (None: nothing stored).
+
+        An unversioned object (SCO) has a single version, stamped with its first date_added.
+        Re-posting a stored version is a no-op; other content under it is a conflict.
+        """
+        existing = self.versions.setdefault(candidate.id, [])
+        if candidate.version is None:
+            same = existing
+            version = format_micros(added)
+        else:
+            vkey = version_key(candidate.version)
+            same = [r for r in existing if r.vkey == vkey and r.spec == candidate.spec_version]
+            version = candidate.version
+        if same:
+            stored = same[0].body if same[0].body is not None else self.backend.body(same[0])
+            identical = stored == candidate.body or canonical(stored) == canonical(
+                candidate.body)
+            return Outcome(candidate.id, same[0].version, stored=False,
+                           conflict=not identical), None
+        row = Row(id=candidate.id, type=candidate.type, vkey=version_key(version),
+                  version=version, spec=candidate.spec_version, added=added,
+                  base=candidate.rank, base_h2=candidate.h2, pusher=candidate.pusher,
+                  rank=candidate.rank, h2=candidate.h2, body=candidate.body,
+                  refs=candidate.refs)
+        existing.append(row)
+        self.new.append(row)
+        self._touched.add(candidate.id)
+        return Outcome(candidate.id, version, stored=True), row
+
+    def recompute(self, ids: Iterable[str]) -> None:
+        """Take every version of these ids as changed (a migration fills in its facts)."""
+        self.load(ids, bodies=True)
+        for ident in ids:
+            self._recompute.extend(self.versions.get(ident, []))
+            self._touched.add(ident)
+
+    def remove(self, ident: str, rows: Iterable[Row]) -> None:
+        gone = {id(r) for r in rows}
+        kept = [r for r in self.versions.get(ident, []) if id(r) not in gone]
+        self.removed.extend(r for r in self.versions.get(ident, []) if id(r) in gone)
+        self.versions[ident] = kept
+        self._touched.add(ident)
+
+    # -- settling --------------------------------------------------------------------------
+    def settle(self) -> None:
+        """Effective ranks and flags of everything the placed and removed rows affect.
+
+        Rounds in lockstep: every row of a round is computed from the classifications as they
+        stood when the round began, then the ids whose classification moved send the rows
+        that reference them to the next round. (Computing in place would let a row read a
+        neighbour's half-settled value and never be told it changed.)
+        """
+        moved = [i for i in self._touched if self.facts(i) != self._loaded_facts[i]]
+        queue = {id(r): r for r in self.new + self._recompute}
+        queue.update((id(r), r) for r in self._referring_rows(moved))
+        rounds = 0
+        while queue:
+            rounds += 1
+            rows = list(queue.values())
+            self.load({ref for row in rows for ref in self.refs(row)})
+            before = {row.id: self.facts(row.id) for row in rows}
+            results = []
+            for row in rows:
+                rank, h2 = row.base, row.base_h2
+                for ref in self.refs(row):
+                    ref_rank, ref_h2 = self.facts(ref)
+                    rank, h2 = max(rank, ref_rank), h2 or ref_h2
+                if rounds > _FREE_ROUNDS:
+                    rank, h2 = max(rank, row.rank), h2 or row.h2
+                results.append((row, rank, h2))
+            for row, rank, h2 in results:
+                row.rank, row.h2 = rank, h2
+                self._touched.add(row.id)
+            moved = [i for i, facts in before.items() if self.facts(i) != facts]
+            queue = {id(r): r for r in self._referring_rows(moved)}
+        for ident in self._touched:
+            _derive(self.versions.get(ident, []))
+
+    def _referring_rows(self, ids: list[str]) -> list[Row]:
+        if not ids:
+            return []
+        wanted = set(ids)
+        referrers = self.backend.referrers(wanted)
+        referrers.update(r.id for r in self.new if not wanted.isdisjoint(self.refs(r)))
+        self.load(referrers)
+        return [row for ident in referrers for row in self.versions.get(ident, [])
+                if not wanted.isdisjoint(self.refs(row))]
+
+    def refs(self, row: Row) -> tuple[str, ...]:
+        if row.refs is None:
+            body = row.body if row.body is not None else self.backend.body(row)
+            row.refs = references(orjson.loads(body))
+        return row.refs
+
+    # -- results ---------------------------------------------------------------------------
+    def rows_to_insert(self) -> list[Row]:
+        return [r for r in self.new if r not in self.removed]
+
+    def rows_to_update(self) -> list[Row]:
+        return [row for ident in self._touched for row in self.versions.get(ident, [])
+                if row.key is not None and row.saved != row.derived()]
+
+
+def _facts(rows: Iterable[Row]) -> tuple[int, bool]:
+    newest = _newest(rows)
+    return (newest.rank, newest.h2) if newest is not None else (CLEAR, False)
+
+
+def _newest(rows: Iterable[Row]) -> Row | None:
+    best = None
+    for row in rows:
+        if best is None or (row.vkey, row.spec) > (best.vkey, best.spec):
+            best = row
+    return best
+
+
+def _derive(rows: list[Row]) -> None:
+    """The flags of one id's versions from their keys, ranks and pushers."""
+    if not rows:
+        return
+    ordered = sorted(rows, key=lambda r: (r.vkey, r.spec))
+    newest, oldest = ordered[-1], ordered[0]
+    top_spec = {r.vkey: r.spec for r in ordered}  # the last one per vkey is the highest
+    _strictly(ordered, "newer")
+    _strictly(ordered, "older")
+    for row in ordered:
+        row.last = row.vkey == newest.vkey
+        row.first = row.vkey == oldest.vkey
+        row.spec_latest = row.spec == top_spec[row.vkey]
+        row.top, row.bottom = newest.pusher, oldest.pusher
+
+
+def _strictly(ordered: list[Row], name: str) -> None:
+    """`newer`: lowest rank among versions with a later vkey; `older`: with an earlier one."""
+    sequence = list(reversed(ordered)) if name == "newer" else ordered
+    lowest, pending, current = NONE, NONE, None
+    for row in sequence:
+        if row.vkey != current:  # a new vkey: the ones seen so far are strictly beyond it
+            lowest, current = min(lowest, pending), row.vkey
+            pending = NONE
+        setattr(row, name, lowest)
+        pending = min(pending, row.rank)
+
+
+def canonical(body: bytes) -> bytes:
+    """Key-sorted JSON: tells an identical re-post from a conflicting one."""
+    return orjson.dumps(orjson.loads(body), option=orjson.OPT_SORT_KEYS)
+
