@@ -9,7 +9,7 @@ whatever share of the collection the reader may see.
 
 Selectors in a restricted view (rules.py explains the columns), for a reader cleared to t:
 - last: `rank <= t < newer` (the newest version at or below t), unless the reader pushed the
-  newest version, which it then gets whatever its rank;
+  newest version, which it then gets whatever its rank (its own scan: `last = 1`, above t);
 - first: the same with `older`;
 - all, or explicit versions: `rank <= t`, and its own pushes above t.
 """
@@ -142,10 +142,9 @@ def _restricted(key: int, query: Query, columns: str, limit: int, every: bool, t
     if me >= 0:
         # Its own pushes, less what the scans above already give.
         types = f" AND type IN ({_marks(query.types)})" if query.types else ""
-        # At or below t, the scans above give all of its own but the H2 ones an onward view
-        # skips, and newest/oldest versions that are newest/oldest only counting its own.
-        low = onward or LAST in query.versions or FIRST in query.versions
-        ranks = range(5) if low else range(t + 1, 5)
+        # At or below t the scans above give all of its own, but the H2 ones an onward view
+        # skips.
+        ranks = range(5) if onward else range(t + 1, 5)
         for rank in ranks:
             scans.append((
                 "SELECT seq, added FROM objects INDEXED BY objects_pusher WHERE coll = ? AND "
@@ -166,11 +165,14 @@ def _within(versions: tuple[str, ...], t: int, me: int) -> tuple[str, list[Any]]
         return "1", []
     terms: list[str] = []
     args: list[Any] = []
+    # The newest version at or below t, unless the reader pushed a newer one (its own scan
+    # gives that). Written so the reader's own newest versions pass: a scan rejects only the
+    # rare older version that the reader itself superseded.
     if LAST in versions:
-        terms.append("(newer > ? AND top != ?)")
+        terms.append("(newer > ? AND (last = 1 OR top != ?))")
         args += [t, me]
     if FIRST in versions:
-        terms.append("(older > ? AND bottom != ?)")
+        terms.append("(older > ? AND (first = 1 OR bottom != ?))")
         args += [t, me]
     keys = [v for v in versions if v not in (LAST, FIRST)]
     if keys:
