@@ -20,7 +20,7 @@ from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
 from .store import Store
-from .taxii import responses, views
+from .taxii import extensions, responses, views
 from .taxii.context import Services
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app = FastAPI(title=settings.title, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, redirect_slashes=False)
     app.state.services = services
+    extensions.install(app)  # before the TAXII routes: /{root}/ would take /extensions/
     views.install(app)
 
     @app.exception_handler(ExchangeError)

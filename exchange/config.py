@@ -16,6 +16,7 @@ from .schemas import validate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
+RESERVED_PATHS = frozenset({"taxii2", "extensions"})  # not available as API root names
 
 DEFAULTS: dict[str, Any] = {
     "title": "taxii-exchange",
@@ -106,6 +107,8 @@ def load_settings(path: str | Path | None = None,
     roots = tuple(ApiRootSettings(name=name, **values)
                   for name, values in merged["api_roots"].items())
     for root in roots:
+        if root.name in RESERVED_PATHS:
+            raise ConfigError(f"api root {root.name!r}: that path is the server's own")
         if root.default_page_size > root.max_page_size:
             raise ConfigError(f"api root {root.name}: default_page_size exceeds max_page_size")
     default_root = merged["default_api_root"] or None

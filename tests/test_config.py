@@ -83,6 +83,11 @@ def test_config_file_named_by_the_environment(tmp_path: Path):
     assert load_settings(other, environ={"EXCHANGE_CONFIG": str(config)}).title == "Given"
 
 
+def test_public_url_is_taken_without_its_trailing_slash():
+    settings = load_settings(None, environ={"EXCHANGE_PUBLIC_URL": "https://taxii.example/x/"})
+    assert settings.public_url == "https://taxii.example/x"
+
+
 def test_environment_can_clear_the_default_api_root():
     assert load_settings(None, environ={"EXCHANGE_DEFAULT_API_ROOT": ""}).default_api_root \
         is None
@@ -116,6 +121,10 @@ def test_api_roots_in_the_file_replace_the_defaults(tmp_path: Path):
                  "default_api_root 'nope' is not a configured API root", id="unknown-root"),
     pytest.param({"EXCHANGE_CONFIG": "/nonexistent/config.yaml"},
                  "cannot read config /nonexistent/config.yaml", id="missing-file"),
+    pytest.param({"EXCHANGE_PUBLIC_URL": "http://taxii.example"}, "public_url",
+                 id="public-url-not-https"),
+    pytest.param({"EXCHANGE_PUBLIC_URL": "https://taxii.example/?x=1"}, "public_url",
+                 id="public-url-with-query"),
 ])
 def test_bad_environment_values_are_refused_clearly(environ: dict[str, str], message: str):
     with pytest.raises(ConfigError, match=message):
@@ -145,6 +154,8 @@ def test_bad_environment_values_are_refused_clearly(environ: dict[str, str], mes
                  id="page-sizes"),
     pytest.param({"api_roots": {"cybercrime": {"title": "x", "max_content_length": 10}}},
                  "max_content_length: 10 is less than the minimum", id="tiny-body-limit"),
+    pytest.param({"api_roots": {"extensions": {"title": "x"}}, "default_api_root": ""},
+                 "api root 'extensions': that path is the server's own", id="reserved-root"),
     pytest.param(["port", 8000], r"\(top level\): .* is not of type 'object'", id="a-list"),
     pytest.param("port: [8000\n", "cannot read config", id="yaml-syntax"),
 ])

@@ -254,6 +254,47 @@ def test_ingest_refuses_an_unknown_collection(env: Env, tmp_path: Path,
     assert "no collection" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    pytest.param(["--handling", "H5"], "handling codes are H0, H1, H2, H3, not H5",
+                 id="unknown code"),
+    pytest.param(["--handling", "H3"], "H3 needs its conditions", id="H3 without conditions"),
+])
+def test_ingest_refuses_bad_handling_before_reading(env: Env, tmp_path: Path, flags: list[str],
+                                                    message: str, capsys):
+    sample = sinkholes.write_sinkhole_minimal(tmp_path / "minimal.csv")
+    assert main(["--config", str(tmp_path / "env" / "config.yaml"), "ingest", "--format",
+                 SINKHOLE, "--collection", "open", *flags, str(sample.path)]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ingest_writes_the_handling_extension(env: Env, tmp_path: Path, capsys):
+    """--handling and the evaluation go on every object as the handling extension, with its
+    definition stored beside them; an observable whose id takes its extensions does not."""
+    sample = sinkholes.write_sinkhole_minimal(tmp_path / "minimal.csv")
+    assert main(["--config", str(tmp_path / "env" / "config.yaml"), "ingest", "--format",
+                 SINKHOLE, "--collection", "open", "--handling", "h1,H2", "--handling", "H3",
+                 "--handling-conditions", "case 0815 only", "--reliability", "B",
+                 "--accuracy", "2", str(sample.path)]) == 0
+    store = SQLiteStore(env.settings.store_path)
+    store.open()
+    try:
+        page = store.query(Query(collection=OPEN, limit=5000, versions=(ALL,)), with_body=True)
+    finally:
+        store.close()
+    objects = [orjson.loads(e.body) for e in page.entries]
+    expected = {"extension_type": "property-extension", "handling_codes": ["H1", "H2", "H3"],
+                "handling_conditions": "case 0815 only", "source_reliability": "B",
+                "information_accuracy": "2"}
+    marked = [o for o in objects if HANDLING_EXTENSION in o.get("extensions", {})]
+    assert {o["type"] for o in marked} >= {"observed-data", "sighting", "report", "ipv4-addr"}
+    assert all(o["extensions"][HANDLING_EXTENSION] == expected for o in marked)
+    assert not [o for o in objects if o["type"] in ("network-traffic", "file") and o in marked]
+    assert HANDLING_EXTENSION in {o["id"] for o in objects}  # its definition, to resolve it
+    for obj in marked:  # the reference library's defaults take the extension
+        if not any(name.startswith("x_") for name in obj):
+            stix2.parse(obj)
+
+
 # -- the shared STIX shapes ---------------------------------------------------------------------
 
 def _valid(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -22,6 +22,7 @@ from exchange.model import (
     COMPLETE,
     FIRST,
     LAST,
+    RED,
     Candidate,
     Entry,
     Outcome,
@@ -617,3 +618,61 @@ def test_a_bulk_store_flushes_less_but_keeps_the_server_durable(tmp_path: Path):
         server.close()
         bulk.close()
     assert flags == [2, 1]  # FULL for the server, NORMAL for bulk loads
+
+
+V2_SCHEMA = """
+CREATE TABLE colls (key INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE);
+CREATE TABLE objects (seq INTEGER PRIMARY KEY, coll INTEGER NOT NULL, idh INTEGER NOT NULL,
+    id TEXT NOT NULL, type TEXT NOT NULL, vkey TEXT NOT NULL, version TEXT NOT NULL,
+    spec TEXT NOT NULL, added INTEGER NOT NULL, last INTEGER NOT NULL, first INTEGER NOT NULL,
+    spec_latest INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE INDEX objects_id ON objects (coll, idh);
+CREATE UNIQUE INDEX objects_added ON objects (coll, added);
+CREATE INDEX objects_type ON objects (coll, type, added);
+CREATE TABLE clock (coll TEXT PRIMARY KEY, added INTEGER NOT NULL);
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_schema_2_file_gets_its_visibility_facts_on_open(tmp_path: Path):
+    """Objects keep their date_added; ranks come from their markings (unmarked: AMBER), and
+    what references a withheld object is withheld with it."""
+    from exchange.markings import TLP
+    from exchange.model import AMBER, GREEN, Visibility
+    from exchange.store.sqlite_plan import id_hash
+
+    def valid(obj: dict[str, Any]) -> dict[str, Any]:  # RFC 4122 ids, as stored objects have
+        kind, number = obj["id"].split("--")
+        return {**obj, "id": f"{kind}--{uuid.UUID(int=uuid.UUID(number).int, version=4)}"}
+
+    green = valid(sdo(1, object_marking_refs=[TLP["green"]]))
+    unmarked = valid(sdo(2))
+    red = valid(sdo(3, kind="malware", is_family=True, object_marking_refs=[TLP["red"]]))
+    pointer = valid(sdo(4, kind="relationship", relationship_type="indicates",
+                        source_ref=green["id"], target_ref=red["id"],
+                        object_marking_refs=[TLP["green"]]))
+    path = tmp_path / "v2.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(V2_SCHEMA)
+    old.execute("INSERT INTO colls (key, id) VALUES (1, ?)", (COLL,))
+    for added, obj in enumerate((green, unmarked, red, pointer), start=1):
+        old.execute("INSERT INTO objects (coll, idh, id, type, vkey, version, spec, added, last, "
+                    "first, spec_latest, body) VALUES (1, ?, ?, ?, ?, ?, '2.1', ?, 1, 1, 1, ?)",
+                    (id_hash(obj["id"]), obj["id"], obj["type"], version_key(obj["modified"]),
+                     obj["modified"], added, orjson.dumps(obj)))
+    old.execute("INSERT INTO clock VALUES (?, 4)", (COLL,))
+    old.commit()
+    old.close()
+    store = SQLiteStore(path)
+    store.open()
+    try:
+        def seen(rank: int) -> list[str]:
+            view = Visibility(max_rank=rank)
+            return [e.id for e in read(store, visibility=view)]
+
+        assert [e.date_added for e in read(store)] == [1, 2, 3, 4]
+        assert seen(GREEN) == [green["id"]]
+        assert seen(AMBER) == [green["id"], unmarked["id"]]
+        assert seen(RED) == [o["id"] for o in (green, unmarked, red, pointer)]
+    finally:
+        store.close()
