@@ -131,34 +131,6 @@ def _line(p: partners.Partner) -> str:
             f"{p.identity}\t{','.join(sorted(p.relay_for))}")
 
 
-def app_from_environment() -> object:
-    """uvicorn factory for multi-process serving: each worker builds its own app."""
-    from .app import create_app
-    from .store.sqlite import SQLiteStore
-
-    settings = load_settings()
-    return create_app(settings, SQLiteStore(settings.store_path))
-
-
-def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:
-    import uvicorn
-
-    from .app import create_app
-    from .store.sqlite import SQLiteStore
-
-    if not settings.partners_file.exists():
-        raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
-                          "`taxii-exchange partners add` (there are no default credentials)")
-    common = {"host": settings.host, "port": settings.port, "access_log": access_log,
-              "proxy_headers": True}
-    if workers > 1:
-        uvicorn.run("exchange.cli:app_from_environment", factory=True, workers=workers,
-                    **common)  # type: ignore[arg-type]
-    else:
-        uvicorn.run(create_app(settings, SQLiteStore(settings.store_path)),
-                    **common)  # type: ignore[arg-type]
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -182,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["EXCHANGE_PORT"] = str(args.port)
         if args.config:
             os.environ["EXCHANGE_CONFIG"] = str(Path(args.config).resolve())
+        from .server import serve
+
         serve(load_settings(), workers=args.workers, access_log=not args.no_access_log)
     except ConfigError as exc:
         print(f"taxii-exchange: {exc}", file=sys.stderr)

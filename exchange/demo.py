@@ -63,7 +63,7 @@ def run_demo(directory: Path, *, port: int, serve_after: bool) -> int:
           f"application/taxii+json;version=2.1' "
           f"'{base}/cybercrime/collections/indicators/objects/?limit=5'\n")
     if serve_after:
-        from .cli import serve
+        from .server import serve
 
         serve(settings)
     return 0

@@ -1,0 +1,34 @@
+"""Serving: uvicorn over create_app, in one process or several (each builds its own app)."""
+
+from __future__ import annotations
+
+from .config import Settings, load_settings
+from .errors import ConfigError
+
+
+def app_from_environment() -> object:
+    """uvicorn factory for multi-process serving: each worker builds its own app."""
+    from .app import create_app
+    from .store.sqlite import SQLiteStore
+
+    settings = load_settings()
+    return create_app(settings, SQLiteStore(settings.store_path))
+
+
+def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:
+    import uvicorn
+
+    from .app import create_app
+    from .store.sqlite import SQLiteStore
+
+    if not settings.partners_file.exists():
+        raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
+                          "`taxii-exchange partners add` (there are no default credentials)")
+    common = {"host": settings.host, "port": settings.port, "access_log": access_log,
+              "proxy_headers": True}
+    if workers > 1:
+        uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
+                    **common)  # type: ignore[arg-type]
+    else:
+        uvicorn.run(create_app(settings, SQLiteStore(settings.store_path)),
+                    **common)  # type: ignore[arg-type]
