@@ -165,27 +165,11 @@ class SQLiteStore:
         conn.execute("COMMIT")
 
     def _key(self, conn: sqlite3.Connection, collection: str, *, create: bool) -> int | None:
-        key = self._keys.get(collection)
-        if key is None:
-            row = conn.execute("SELECT key FROM colls WHERE id = ?", (collection,)).fetchone()
-            if row is None and create:  # only inside a write transaction
-                row = conn.execute("INSERT INTO colls (id) VALUES (?) RETURNING key",
-                                   (collection,)).fetchone()
-            if row is None:
-                return None
-            key = self._keys[collection] = row[0]
-        return key
+        return _compact(conn, "colls", self._keys, collection, create)
 
     def _pusher(self, conn: sqlite3.Connection, partner: str, *, create: bool) -> int | None:
-        key = self._pushers.get(partner)
-        if key is None:
-            row = conn.execute("SELECT key FROM pushers WHERE id = ?", (partner,)).fetchone()
-            if row is None and create:  # only inside a write transaction
-                row = conn.execute("INSERT INTO pushers (id) VALUES (?) RETURNING key",
-                                   (partner,)).fetchone()
-            if row is None:
-                return None
-            key = self._pushers[partner] = row[0]
+        key = _compact(conn, "pushers", self._pushers, partner, create)
+        if key is not None:
             self._pusher_ids[key] = partner
         return key
 
@@ -439,6 +423,22 @@ class _Backend:
                 "SELECT DISTINCT o.id FROM refs r JOIN objects o ON o.seq = r.seq "
                 f"WHERE r.coll = ? AND r.dst IN ({_marks(chunk)})", (self.key, *chunk)))
         return found
+
+
+def _compact(conn: sqlite3.Connection, table: str, known: dict[str, int], value: str,
+             create: bool) -> int | None:
+    """The small integer standing for a collection or partner id in every index (it never
+    changes once given; `create` only inside a write transaction)."""
+    key = known.get(value)
+    if key is None:
+        row = conn.execute(f"SELECT key FROM {table} WHERE id = ?", (value,)).fetchone()
+        if row is None and create:
+            row = conn.execute(f"INSERT INTO {table} (id) VALUES (?) RETURNING key",
+                               (value,)).fetchone()
+        if row is None:
+            return None
+        key = known[value] = row[0]
+    return key
 
 
 def _marks(values: Sequence[object]) -> str:

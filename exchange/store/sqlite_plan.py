@@ -116,7 +116,8 @@ def _restricted(key: int, query: Query, columns: str, limit: int, every: bool, t
     seen, seen_args = _within(query.versions, t, me)
     if onward:
         seen += " AND h2 = 0"
-    own, own_args = _own(query.versions)
+    own, own_args = _selectors(query.versions)  # its own pushes, any rank
+    own = own or "1"
     common, common_args = _common(query, every)
     if query.ids:  # a few versions of a few ids: one lookup, the whole predicate per row
         more, more_args = _ids(query)
@@ -179,17 +180,6 @@ def _within(versions: tuple[str, ...], t: int, me: int) -> tuple[str, list[Any]]
         terms.append(f"vkey IN ({_marks(keys)})")
         args += keys
     return "(" + " OR ".join(terms) + ")", args
-
-
-def _own(versions: tuple[str, ...]) -> tuple[str, list[Any]]:
-    """The selector for the reader's own pushes (any rank), as one SQL term."""
-    if ALL in versions:
-        return "rank >= 0", []
-    terms = [f"{flag} = 1" for flag in (LAST, FIRST) if flag in versions]
-    keys = [v for v in versions if v not in (LAST, FIRST)]
-    if keys:
-        terms.append(f"vkey IN ({_marks(keys)})")
-    return " OR ".join(terms), keys
 
 
 def _marks(values: Any) -> str:
