@@ -200,49 +200,37 @@ def check_object(obj: Any) -> ObjectFacts:
     author = obj.get("created_by_ref")
     return ObjectFacts(match.group(0), obj_type, str(spec_version), version,
                        rank=marking_rank(obj), h2="H2" in handling_codes(obj),
-                       refs=_references(obj, shape), author=author if author else None)
+                       refs=references(obj), author=author if author else None)
 
 
 # References that do not reveal another object's content: who made it, how it is marked.
-_NOT_CONTENT_REFS = frozenset({"created_by_ref", "object_marking_refs"})
+_NOT_CONTENT_REFS = frozenset({"created_by_ref", "object_marking_refs", "granular_markings"})
 
 
 def references(obj: dict[str, Any]) -> tuple[str, ...]:
-    """The references of any object, valid or not (a stored one read back): the same as
-    check_object finds, by walking every property."""
+    """Every id an object references, at any depth (in extensions, custom properties, an
+    email's parts), except its author and its markings: an object that references a withheld
+    one would reveal it, so the policy withholds it too. Used when an object is stored and
+    when a stored one is read back, so both always agree."""
     found: list[str] = []
-    _nested_references({k: v for k, v in obj.items()
-                        if k not in _NOT_CONTENT_REFS and k != "granular_markings"}, found)
+    for name, value in obj.items():
+        if name not in _NOT_CONTENT_REFS:
+            _collect(name, value, found)
     return tuple(dict.fromkeys(found))
 
 
-def _references(obj: dict[str, Any], shape: _Shape) -> tuple[str, ...]:
-    """Every id the object references (top level and nested, e.g. in extensions), except its
-    author and its markings: an object referencing a withheld one would reveal it."""
-    found: list[str] = []
-    for name in shape.refs:
-        if name not in _NOT_CONTENT_REFS:
-            found.append(obj[name])
-    for name in shape.ref_lists:
-        if name not in _NOT_CONTENT_REFS:
-            found.extend(obj[name])
-    for name in shape.nested:
-        _nested_references(obj[name], found)
-    return tuple(dict.fromkeys(found))
-
-
-def _nested_references(value: Any, found: list[str]) -> None:
-    if isinstance(value, list):
+def _collect(name: str, value: Any, found: list[str]) -> None:
+    """References under one property: a `*_ref` identifier, a `*_refs` list of them, and the
+    same inside any dictionary or list of dictionaries below."""
+    if isinstance(value, str):
+        if name.endswith(("_ref", "_refs")) and IDENTIFIER_RE.match(value):
+            found.append(value)
+    elif isinstance(value, list):
         for item in value:
-            _nested_references(item, found)
+            _collect(name, item, found)
     elif isinstance(value, dict):
-        for name, item in value.items():
-            if name.endswith("_ref") and isinstance(item, str) and IDENTIFIER_RE.match(item):
-                found.append(item)
-            elif name.endswith("_refs") and isinstance(item, list):
-                found.extend(i for i in item if isinstance(i, str) and IDENTIFIER_RE.match(i))
-            elif isinstance(item, dict | list):
-                _nested_references(item, found)
+        for key, item in value.items():
+            _collect(key, item, found)
 
 
 def _check_properties(obj: dict[str, Any], obj_type: str, shape: _Shape) -> str | None:
@@ -284,18 +272,15 @@ class _Shape:
     refs: tuple[str, ...] = ()
     ref_lists: tuple[str, ...] = ()
     versioned: bool = False
-    nested: tuple[str, ...] = ()  # properties that may hold references further down
 
 
 # Cached: the objects of a push come in a few shapes (the same type with the same property
 # names), so each object's check is only the values that need one.
 @functools.lru_cache(maxsize=2048)
 def _shape(obj_type: str, names: tuple[str, ...]) -> _Shape:
-    timestamps, refs, ref_lists, nested = [], [], [], []
+    timestamps, refs, ref_lists = [], [], []
     for name in names:
         kind = _property_kind(name)
-        if name in _NESTED:
-            nested.append(name)
         if kind is _TIMESTAMP:
             timestamps.append(name)
         elif kind is _REF:
@@ -309,14 +294,7 @@ def _shape(obj_type: str, names: tuple[str, ...]) -> _Shape:
             return _Shape(f"{obj_type} requires {name!r}")
     versioned = (obj_type in SDO_TYPES or obj_type in SRO_TYPES or obj_type in META_TYPES
                  or "created" in names or "modified" in names)
-    return _Shape("", tuple(timestamps), tuple(refs), tuple(ref_lists), versioned,
-                  tuple(nested))
-
-
-# Properties holding structures that may carry references (extensions such as
-# http-request-ext's message_body_data_ref, an email's body parts). Markings, hashes, external
-# references and kill chain phases never reference content, so they are not walked.
-_NESTED = frozenset({"extensions", "body_multipart"})
+    return _Shape("", tuple(timestamps), tuple(refs), tuple(ref_lists), versioned)
 
 
 def _timestamp(value: Any, name: str) -> None:

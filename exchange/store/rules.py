@@ -30,7 +30,6 @@ from ..model import CLEAR, RED, Candidate, Outcome
 from ..stix import format_micros, references, version_key
 
 NONE = RED + 1  # above every rank: "there is no such version"
-_FREE_ROUNDS = 16  # settling rounds after which a rank may only rise (see Versions.settle)
 
 
 @dataclass(slots=True, eq=False)
@@ -155,36 +154,68 @@ class Versions:
     def settle(self) -> None:
         """Effective ranks and flags of everything the placed and removed rows affect.
 
-        Rounds in lockstep: every row of a round is computed from the classifications as they
-        stood when the round began, then the ids whose classification moved send the rows
-        that reference them to the next round. (Computing in place would let a row read a
-        neighbour's half-settled value and never be told it changed.)
+        Effective ranks are the least solution of "a version is at least as high as its own
+        markings and as the current classification of everything it references" (references
+        can form cycles, so the least one is the answer that withholds only what must be).
+        A rise is pushed up to the referrers, raising only. A fall cannot be: objects that
+        reference each other would keep holding each other up. So when a classification
+        falls, every version that reaches it through references starts again from its own
+        markings and rises from there (delete and re-derive).
         """
-        moved = [i for i in self._touched if self.facts(i) != self._loaded_facts[i]]
-        queue = {id(r): r for r in self.new + self._recompute}
-        queue.update((id(r), r) for r in self._referring_rows(moved))
-        rounds = 0
+        self._rise(self.new + self._recompute)
+        if any(self._may_fall(i) for i in self._touched):
+            region = self._reaching(set(self._touched))
+            for row in region:
+                row.rank, row.h2 = row.base, row.base_h2
+            self._rise(region)
+        else:
+            self._rise(self._referring_rows(
+                [i for i in self._touched if self.facts(i) != self._loaded_facts[i]]))
+        for ident in self._touched:
+            _derive(self.versions.get(ident, []))
+
+    def _may_fall(self, ident: str) -> bool:
+        """Whether the id's classification may now be lower than before this write: its newest
+        version's own markings no longer cover it (a declassified version, a removed one, or
+        a classification that came from references, which may have been circular)."""
+        before = self._loaded_facts[ident]
+        newest = _newest(self.versions.get(ident, []))
+        if newest is None:
+            return before != (CLEAR, False)
+        return newest.base < before[0] or (before[1] and not newest.base_h2)
+
+    def _rise(self, rows: list[Row]) -> None:
+        """Raise these rows (never lower them) to what their references ask, and then the
+        rows that reference any id whose classification rose, until nothing rises."""
+        queue = {id(r): r for r in rows}
         while queue:
-            rounds += 1
-            rows = list(queue.values())
-            self.load({ref for row in rows for ref in self.refs(row)})
-            before = {row.id: self.facts(row.id) for row in rows}
-            results = []
-            for row in rows:
-                rank, h2 = row.base, row.base_h2
+            batch = list(queue.values())
+            self.load({ref for row in batch for ref in self.refs(row)})
+            moved = []
+            for row in batch:
+                rank, h2 = row.rank, row.h2
                 for ref in self.refs(row):
                     ref_rank, ref_h2 = self.facts(ref)
                     rank, h2 = max(rank, ref_rank), h2 or ref_h2
-                if rounds > _FREE_ROUNDS:
-                    rank, h2 = max(rank, row.rank), h2 or row.h2
-                results.append((row, rank, h2))
-            for row, rank, h2 in results:
-                row.rank, row.h2 = rank, h2
-                self._touched.add(row.id)
-            moved = [i for i, facts in before.items() if self.facts(i) != facts]
+                if (rank, h2) != (row.rank, row.h2):
+                    before = self.facts(row.id)
+                    row.rank, row.h2 = rank, h2
+                    self._touched.add(row.id)
+                    if self.facts(row.id) != before:
+                        moved.append(row.id)
             queue = {id(r): r for r in self._referring_rows(moved)}
-        for ident in self._touched:
-            _derive(self.versions.get(ident, []))
+
+    def _reaching(self, ids: set[str]) -> list[Row]:
+        """Every version of these ids and of every id that references them, transitively."""
+        found, frontier = set(ids), set(ids)
+        while frontier:
+            referrers = self.backend.referrers(frontier)
+            referrers.update(r.id for r in self.new if not frontier.isdisjoint(self.refs(r)))
+            frontier = referrers - found
+            found |= frontier
+        self.load(found)
+        self._touched |= found
+        return [row for ident in found for row in self.versions.get(ident, [])]
 
     def _referring_rows(self, ids: list[str]) -> list[Row]:
         if not ids:
