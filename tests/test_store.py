@@ -7,6 +7,7 @@ then listing it in BACKENDS and in the `backend` fixture's params.
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import time
 import uuid
@@ -28,6 +29,7 @@ from exchange.model import (
     Outcome,
     Query,
     Status,
+    Visibility,
 )
 from exchange.stix import format_micros, now_micros, version_key
 from exchange.store import Store
@@ -538,6 +540,45 @@ def test_sqlite_reads_are_index_range_scans(tmp_path: Path, query: Query):
         write(store, *(sdo(i) for i in range(50)), sdo(1, V2),
               *(sdo(i, kind="malware", is_family=True) for i in range(50)))
         _assert_index_scan(store.explain(query))
+    finally:
+        store.close()
+
+
+GREEN_VIEW = Visibility(max_rank=1, pusher="alice")
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param(Query(collection=COLL, limit=1000, visibility=GREEN_VIEW), id="default"),
+    pytest.param(Query(collection=COLL, limit=1000, after=now_micros(), visibility=GREEN_VIEW),
+                 id="next-page"),
+    pytest.param(Query(collection=COLL, limit=50, types=("indicator", "malware"),
+                       visibility=GREEN_VIEW), id="two-types"),
+    pytest.param(Query(collection=COLL, limit=1000, versions=(FIRST,), visibility=GREEN_VIEW),
+                 id="first"),
+    pytest.param(Query(collection=COLL, limit=1000, versions=(ALL,), visibility=GREEN_VIEW),
+                 id="all"),
+    pytest.param(Query(collection=COLL, limit=1000, visibility=Visibility(max_rank=3,
+                                                                          onward=True)),
+                 id="onward"),
+])
+def test_sqlite_restricted_reads_are_one_range_per_rank(tmp_path: Path, query: Query):
+    """A reader who may not see everything: every scan is a range of an index that leads with
+    the collection and the rank (or the reader's own pushes), cut to the page; only the merge
+    of those short ranges sorts, never the collection."""
+    store = SQLiteStore(tmp_path / "plan.sqlite3")
+    store.open()
+    try:
+        write(store, *(candidate(sdo(i)) for i in range(50)))
+        store.write(COLL, [dataclasses.replace(candidate(sdo(60)), pusher="alice", rank=RED)],
+                    None, lambda outcomes: pending())
+        plan = store.explain(query)
+        searches = [line for line in plan.splitlines() if line.startswith("SEARCH objects")]
+        ranks = query.visibility.max_rank + 1 if query.visibility else 0
+        assert len([s for s in searches if "rank=?" in s and "pusher" not in s]) \
+            == ranks * max(1, len(query.types)), plan
+        assert all("coll=?" in s for s in searches), plan
+        assert "SCAN objects" not in plan, plan
+        assert "SEARCH o USING INTEGER PRIMARY KEY (rowid=?)" in plan  # bodies of the page only
     finally:
         store.close()
 
