@@ -213,6 +213,10 @@ ERRORS = [
     pytest.param(Req("GET", OPN + "objects/?limit=-5"), 400, id="negative limit -> 400"),
     pytest.param(Req("GET", OPN + "objects/?limit=ten"), 400, id="limit=ten -> 400"),
     pytest.param(Req("GET", OPN + "objects/?limit=2.5"), 400, id="fractional limit -> 400"),
+    pytest.param(Req("GET", OPN + "objects/?limit=%D9%A1%D9%A0"), 400,
+                 id="Arabic-Indic digits limit -> 400"),
+    pytest.param(Req("GET", OPN + "objects/?limit=%EF%BC%95"), 400,
+                 id="full-width digit limit -> 400"),
     pytest.param(Req("GET", OPN + "objects/?limit="), 400, id="empty limit -> 400"),
     pytest.param(Req("GET", OPN + "manifest/?limit=x"), 400, id="manifest bad limit -> 400"),
     pytest.param(Req("GET", OPN + "objects/?added_after=yesterday"), 400,
@@ -435,6 +439,26 @@ def test_413_over_max_content_length(tmp_path: Path):
             assert [o["id"] for o in stored] == [exact]
     finally:
         live.stop()
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param(b"Basic \xff\xfe\xc3", id="Basic"),
+    pytest.param(b"Bearer \xff\xfe\xc3", id="Bearer"),
+    pytest.param(b"\xff\xfe \xc3", id="scheme"),
+])
+def test_raw_8_bit_credentials_are_a_401(srv: Shared, value: bytes):
+    port = int(srv.live.url.rsplit(":", 1)[1].strip("/"))
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.putrequest("GET", "/taxii2/")
+        connection.putheader("Accept", TAXII)
+        connection.putheader("Authorization", value)
+        connection.endheaders()
+        answer = connection.getresponse()
+        assert (answer.status, answer.getheader("Content-Type")) == (401, TAXII)
+        assert json.loads(answer.read())["http_status"] == "401"
+    finally:
+        connection.close()
 
 
 # -- 500: a failure inside the server ---------------------------------------------------------

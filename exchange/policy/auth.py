@@ -104,8 +104,8 @@ class Authenticator:
 
     def _basic(self, value: str) -> Partner:
         try:
-            decoded = base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+            decoded = base64.b64decode(value.encode("ascii"), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeError):  # raw 8-bit bytes in the header included
             raise Unauthenticated("malformed Basic credentials") from None
         partner_id, sep, password = decoded.partition(":")
         if not sep:

@@ -22,7 +22,8 @@ def decode(token: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         digits = raw[len(_PREFIX):]
-        if raw.startswith(_PREFIX) and digits.isdigit() and len(digits) <= 18:
+        if raw.startswith(_PREFIX) and digits.isascii() and digits.isdigit() \
+                and len(digits) <= 18:
             return int(digits)  # at most 18 digits: always fits the stores' 64-bit integers
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass

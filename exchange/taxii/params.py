@@ -42,7 +42,8 @@ def limit(params: QueryParams, root: ApiRootSettings) -> int:
     raw = params.get("limit")
     if raw is None:
         return root.default_page_size
-    if not raw.isdigit() or int(raw) < 1:
+    # ASCII digits only: str.isdigit() and int() also take '١٠' and full-width digits.
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise Invalid("limit must be a positive integer")
     return min(int(raw), root.max_page_size)
 
