@@ -717,3 +717,19 @@ def test_a_schema_2_file_gets_its_visibility_facts_on_open(tmp_path: Path):
         assert seen(RED) == [o["id"] for o in (green, unmarked, red, pointer)]
     finally:
         store.close()
+
+
+def test_new_objects_are_inserted_once_and_not_updated(tmp_path: Path):
+    """A write touches each new row once: recomputing nothing that was just decided."""
+    store = SQLiteStore(tmp_path / "once.sqlite3")
+    store.open()
+    statements: list[str] = []
+    try:
+        store._conn().set_trace_callback(statements.append)
+        write(store, *(sdo(i) for i in range(20)))
+        assert not [s for s in statements if s.startswith("UPDATE objects")]
+        statements.clear()
+        write(store, sdo(3, V2))  # a new version: only the old one's flags change
+        assert len([s for s in statements if s.startswith("UPDATE objects")]) == 1
+    finally:
+        store.close()

@@ -238,8 +238,9 @@ class Versions:
         return [r for r in self.new if r not in self.removed]
 
     def rows_to_update(self) -> list[Row]:
+        """Stored rows (not the ones this write inserts) whose derived facts changed."""
         return [row for ident in self._touched for row in self.versions.get(ident, [])
-                if row.key is not None and row.saved != row.derived()]
+                if row.saved is not None and row.saved != row.derived()]
 
 
 def _facts(rows: Iterable[Row]) -> tuple[int, bool]:

@@ -30,6 +30,8 @@ from .sqlite_plan import id_hash, select
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 3
+# Statements are split on ';' for migrations (executescript would commit halfway): none may
+# appear in a comment.
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS colls (
     key INTEGER PRIMARY KEY,     -- compact collection key used in every objects index
@@ -71,10 +73,13 @@ CREATE INDEX IF NOT EXISTS objects_first ON objects (coll, added)
     WHERE first = 1 AND spec_latest = 1;
 CREATE INDEX IF NOT EXISTS objects_type ON objects (coll, type, added);
 -- Readers who may not see everything: one range per rank they may see, merged by date_added.
-CREATE INDEX IF NOT EXISTS objects_rank ON objects (coll, rank, added);
-CREATE INDEX IF NOT EXISTS objects_rank_last ON objects (coll, rank, added)
-    WHERE rank < newer;
-CREATE INDEX IF NOT EXISTS objects_type_rank ON objects (coll, type, rank, added);
+-- The columns after `added` let a scan decide "the newest version I may see" from the index
+-- alone, and only the rows of the page are read for their bodies.
+CREATE INDEX IF NOT EXISTS objects_rank ON objects (coll, rank, added, spec_latest, h2);
+CREATE INDEX IF NOT EXISTS objects_rank_last ON objects (coll, rank, added, newer, last, top,
+    spec_latest, h2) WHERE rank < newer;
+CREATE INDEX IF NOT EXISTS objects_type_rank ON objects (coll, type, rank, added, newer, last,
+    top, spec_latest, h2);
 CREATE INDEX IF NOT EXISTS objects_pusher ON objects (coll, pusher, rank, added);
 -- Who references what (not authors or markings): raising a referenced object's rank finds
 -- the objects that reference it.
@@ -188,6 +193,7 @@ class SQLiteStore:
             return Page([], False)
         sql, args = self._select(conn, key, query, with_body)
         rows = conn.execute(sql, args).fetchall()
+        rows.sort(key=_added)  # a merged read comes back unordered; a range scan is in order
         more = len(rows) > query.limit
         entries = [Entry(*row) for row in rows[: query.limit]]
         return Page(entries, more)
@@ -439,6 +445,11 @@ def _compact(conn: sqlite3.Connection, table: str, known: dict[str, int], value:
             return None
         key = known[value] = row[0]
     return key
+
+
+def _added(row: Sequence[Any]) -> int:
+    added: int = row[2]
+    return added
 
 
 def _marks(values: Sequence[object]) -> str:

@@ -155,8 +155,10 @@ def _restricted(key: int, query: Query, columns: str, limit: int, every: bool, t
     union = " UNION ALL ".join(f"SELECT * FROM ({sql})" for sql, _ in scans)
     args = [arg for _, scan_args in scans for arg in scan_args]
     outer = ", ".join(f"o.{c.strip()}" for c in columns.split(","))
+    # No ORDER BY on the join: sorting would move every body again. The store sorts the page
+    # (by date_added, the third column) after reading it.
     sql = f"SELECT {outer} FROM (SELECT seq, added FROM ({union}) ORDER BY added LIMIT ?) m " \
-          "JOIN objects o ON o.seq = m.seq ORDER BY m.added"
+          "JOIN objects o ON o.seq = m.seq"
     return sql, [*args, limit]
 
 
