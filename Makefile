@@ -24,6 +24,7 @@ test: lint
 bench: $(BIN)/taxii-exchange
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python tests/bench/bench_taxii.py
+	$(BIN)/python tests/bench/bench_policy.py
 	$(BIN)/python -m tests.bench.bench_normalize
 
 clean:

@@ -1,13 +1,19 @@
 #!/usr/bin/env python
-"""Throughput and latency of taxii-exchange over real HTTP, with medallion 3.0.0 beside it.
+"""Throughput and latency of taxii-exchange over real HTTP, with medallion 3.0.0 beside it
+and, optionally, an older taxii-exchange checkout as a baseline.
 
     .venv/bin/python tests/bench/bench_taxii.py [--sizes 10000,100000] [--medallion-n 2000]
-                                                [--out FILE]
+                                                [--baseline-tree PATH] [--out FILE]
 
-For each size N the real server runs as a subprocess (`taxii-exchange --config CFG serve`) over
-a fresh store in a temporary folder, so its memory can be watched with psutil. N synthetic STIX
-2.1 objects (indicators, ipv4-addr observables and relationships; documentation address ranges
-and `.example` domains only) are pushed through the API and read back:
+For each size N the real server runs as a subprocess (`python -m exchange --config CFG serve`,
+with the checkout's code first on PYTHONPATH: this one, or --tree PATH) over a fresh store in
+a temporary folder, so its memory can be watched with psutil. N synthetic STIX 2.1 objects
+(indicators, ipv4-addr observables and relationships, all TLP:GREEN; documentation address
+ranges and `.example` domains only) are pushed through the API and read back by one partner
+who may see everything: clearance red and a RED recipient of the collection
+(`default_marking: amber`). Every SDO and SRO carries `created_by_ref` = that partner's fixed
+STIX identity, as the server requires of a push. The partner is created with the checkout's
+own `partners add` command.
 
 - ingest: POST in batches (TAXII envelope), each status polled every 10 ms until complete;
   objects/s = N / time from the first POST to the last status complete;
@@ -17,6 +23,17 @@ and `.example` domains only) are pushed through the API and read back:
 - match[id]: latency of single-id lookups (bearer token, then HTTP Basic);
 - concurrent readers: several clients doing full pulls at once (threads);
 - server peak RSS, sampled every 50 ms over the whole run, children included.
+
+--baseline-tree PATH runs the same measurements, at every size of --sizes and on the same
+objects, against a server started from another checkout (e.g. a git worktree of the last
+commit before the sharing policy): its code goes first on PYTHONPATH, with the same
+virtualenv. Whether a checkout knows the policy's configuration (`default_marking`,
+`clearance`, `red_recipients`) is read from its schemas/collection.schema.json; an older one
+gets the configuration it accepts. The baseline's columns sit beside the current ones. The
+current/baseline ratios of full pull and match[id] come from one more phase per size: both
+servers side by side over the same objects, every round measuring both in alternating order
+(--paired-rounds, --paired-lookups), so that drift and busy neighbours weigh on both alike;
+a 10% comparison of sub-millisecond lookups made minutes apart on a shared machine is noise.
 
 medallion 3.0.0 (memory backend, its own Flask server) runs the same measurements at a small N,
 with a per-operation timeout, and taxii-exchange runs at that N too for a direct comparison.
@@ -64,6 +81,9 @@ STIX = "application/stix+json;version=2.1"
 ROOT = "bench"
 COLLECTION = "5f0c9a3e-8d2b-4c71-9e46-1a7b3c5d2e80"
 PARTNER = "bench"
+# The bench partner's STIX identity: the created_by_ref of every pushed SDO and SRO.
+PARTNER_IDENTITY = "identity--6b1d4a52-3c8e-4f0a-9d27-5e1f0c8b7a43"
+REPO = Path(__file__).resolve().parents[2]
 TLP_GREEN = "marking-definition--34098fce-860f-48ae-8e50-ebd3cc5e41da"
 MIB = 1024 * 1024
 PAGE = 1000
@@ -231,10 +251,13 @@ def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _objects(n: int, seed: int) -> Iterator[dict[str, Any]]:
+def synthetic_objects(n: int, seed: int, author: str = PARTNER_IDENTITY,
+             marking: Callable[[int], str] = lambda i: TLP_GREEN) -> Iterator[dict[str, Any]]:
     """Indicators, ipv4-addr observables and relationships in a 4:3:3 mix, about 1 KB on
-    average. Observables carry random (v4) ids so that N of them can exist although the
-    documentation ranges hold only 768 addresses."""
+    average; object i is marked `marking(i)`, SDOs and SROs are created by `author`.
+    Observables carry random (v4) ids so that N of them can exist although the documentation
+    ranges hold only 768 addresses. Object i is an indicator when i % 10 is 0, 3, 6 or 9, an
+    observable when it is 1, 4 or 7, and a relationship between the two before it otherwise."""
     rng = random.Random(seed)
 
     def new_id(kind: str) -> str:
@@ -243,7 +266,6 @@ def _objects(n: int, seed: int) -> Iterator[dict[str, Any]]:
     def text(words: int) -> str:
         return " ".join(rng.choice(WORDS) for _ in range(words)).capitalize() + "."
 
-    author = new_id("identity")
     base = datetime(2024, 1, 1, tzinfo=UTC)
     indicator = address = ""
     for i in range(n):
@@ -270,25 +292,27 @@ def _objects(n: int, seed: int) -> Iterator[dict[str, Any]]:
                 "external_references": [{"source_name": "bench-feed",
                                          "external_id": f"BENCH-{i:06d}",
                                          "description": text(8)}],
-                "object_marking_refs": [TLP_GREEN],
+                "object_marking_refs": [marking(i)],
             }
         elif slot in (1, 4, 7):
             address = new_id("ipv4-addr")
             yield {"type": "ipv4-addr", "spec_version": "2.1", "id": address, "value": ip,
-                   "object_marking_refs": [TLP_GREEN]}
+                   "object_marking_refs": [marking(i)]}
         else:
             yield {
                 "type": "relationship", "spec_version": "2.1", "id": new_id("relationship"),
                 "created": _stamp(created), "modified": _stamp(created),
                 "created_by_ref": author, "relationship_type": "related-to",
                 "source_ref": indicator, "target_ref": address, "description": text(25),
-                "confidence": rng.randrange(50, 100), "object_marking_refs": [TLP_GREEN],
+                "confidence": rng.randrange(50, 100), "object_marking_refs": [marking(i)],
             }
 
 
-def make_workload(n: int, batch: int, seed: int = SEED) -> Workload:
+def make_workload(n: int, batch: int, seed: int = SEED,
+                  objects: Iterator[dict[str, Any]] | None = None) -> Workload:
+    """N objects (by default `synthetic_objects(n, seed)`) in TAXII envelopes of `batch`."""
     batches, ids, chunk, size = [], [], [], 0
-    for obj in _objects(n, seed):
+    for obj in objects if objects is not None else synthetic_objects(n, seed):
         ids.append(obj["id"])
         chunk.append(obj)
         if len(chunk) == batch:
@@ -311,6 +335,68 @@ def batch_size(n: int, requested: int, side_by_side: bool) -> int:
 
 
 # -- servers ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Tree:
+    """A taxii-exchange checkout a server runs from: its code goes first on PYTHONPATH (the
+    virtualenv's packages stay the same), and its own CLI writes its partners file."""
+
+    path: Path
+    policy: bool  # its collections take default_marking / red_recipients, partners clearance
+    revision: str  # short commit, "+ uncommitted changes in ..." when the code is dirty
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("EXCHANGE_") and k != "PYTHONPATH"}
+        env["PYTHONPATH"] = str(self.path)
+        return env
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "exchange", *args]
+
+    def describe(self) -> str:
+        kind = "with the sharing policy" if self.policy else "without the sharing policy"
+        return f"{self.path} at {self.revision} ({kind})"
+
+
+def server_tree(path: Path) -> Tree:
+    """Check that `path` is a taxii-exchange checkout whose code the server will import, and
+    read from its collection schema whether it knows the policy's configuration."""
+    path = path.resolve()
+    schema_file = path / "schemas" / "collection.schema.json"
+    if not (path / "exchange" / "__init__.py").is_file() or not schema_file.is_file():
+        raise BenchError(f"{path} is not a taxii-exchange checkout")
+    properties = json.loads(schema_file.read_text(encoding="utf-8"))["properties"]
+    tree = Tree(path, "default_marking" in properties, "")
+    found = subprocess.run(
+        [sys.executable, "-c", "import exchange; print(exchange.__file__)"], env=tree.env,
+        cwd=tempfile.gettempdir(), capture_output=True, text=True, check=True).stdout.strip()
+    if not Path(found).resolve().is_relative_to(path):
+        raise BenchError(f"with PYTHONPATH={path} the server would import {found}")
+    revision = "unknown revision"
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        revision = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
+                                  capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--",
+                                "exchange", "schemas"],
+                               capture_output=True, text=True, check=True).stdout.split("\n")
+        changed = sorted(line[3:] for line in dirty if line.strip())
+        if changed:
+            revision += f" + uncommitted changes in {', '.join(changed)}"
+    return Tree(path, tree.policy, revision)
+
+
+def code_changes(trees: dict[str, Tree]) -> list[str]:
+    """A line per checkout whose code changed while the bench ran (servers started after the
+    change ran the new code)."""
+    lines = []
+    for role, tree in trees.items():
+        now = server_tree(tree.path).revision
+        if now != tree.revision:
+            lines.append(f"- {role} code CHANGED during the run: now {now}")
+    return lines
+
+
 @dataclass
 class Target:
     label: str
@@ -320,6 +406,8 @@ class Target:
     match_samples: int
     pull_repeats: int
     directory: Path
+    tree: Tree | None = None  # the checkout a taxii-exchange server runs from
+    baseline: bool = False  # a column of --baseline-tree
     port: int = 0
     read_auth: str = ""
     basic: str = ""
@@ -378,15 +466,35 @@ def _spawn(target: Target, command: list[str], env: dict[str, str]) -> None:
         client.close()
 
 
-def start_exchange(target: Target) -> None:
-    from exchange.policy import partners
+def add_partner(tree: Tree, config: Path, partner_id: str, groups: tuple[str, ...],
+                identity: str, clearance: str | None = None) -> tuple[str, str]:
+    """A partner with a fixed STIX identity, added with the checkout's own CLI (so an old
+    checkout writes the partners file it reads); its (token, password). `clearance` is
+    passed to a checkout with the sharing policy only."""
+    command = tree.command("--config", str(config), "partners", "add", partner_id,
+                           "--name", f"Benchmark partner {partner_id}", "--identity", identity)
+    for group in groups:
+        command += ["--group", group]
+    if clearance is not None and tree.policy:
+        command += ["--clearance", clearance]
+    done = subprocess.run(command, env=tree.env, cwd=config.parent, capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        raise BenchError(f"partners add {partner_id}: {done.stderr.strip()[-500:]}")
+    found = dict(line.split(":", 1) for line in done.stdout.splitlines() if ":" in line)
+    return found["token"].strip(), found["password"].strip()
 
+
+def write_exchange_config(target: Target, collection: dict[str, Any],
+                          policy: dict[str, Any]) -> Path:
+    """The server config and one collection file in the target's folder. `policy` (the
+    sharing policy's keys) is added only for a checkout that knows them."""
+    assert target.tree is not None
     directory = target.directory
     (directory / "collections").mkdir(parents=True)
-    (directory / "collections" / "bench.yaml").write_text(yaml.safe_dump({
-        "id": COLLECTION, "api_root": ROOT, "alias": "bench", "title": "Benchmark",
-        "read": [f"group:{PARTNER}"], "write": [f"group:{PARTNER}"],
-    }))
+    document = {"id": COLLECTION, "api_root": ROOT, "alias": "bench", "title": "Benchmark",
+                **collection, **(policy if target.tree.policy else {})}
+    (directory / "collections" / "bench.yaml").write_text(yaml.safe_dump(document))
     config = directory / "config.yaml"
     config.write_text(yaml.safe_dump({
         "host": "127.0.0.1", "store_path": "store.sqlite3", "partners_file": "partners.yaml",
@@ -394,18 +502,30 @@ def start_exchange(target: Target) -> None:
         "api_roots": {ROOT: {"title": "Benchmark root", "max_content_length": 16 * MIB,
                              "default_page_size": PAGE, "max_page_size": 5000}},
     }))
-    credentials = partners.add(directory / "partners.yaml", PARTNER, "Benchmark partner",
-                               (PARTNER,))
-    target.bearer = f"Bearer {credentials.token}"
-    target.basic = _basic(PARTNER, credentials.password)
-    target.read_auth = target.bearer
+    return config
+
+
+def serve_exchange(target: Target, config: Path) -> None:
+    assert target.tree is not None
     target.port = free_port()
-    program = Path(sys.executable).parent / "taxii-exchange"
-    command = [str(program)] if program.exists() else [sys.executable, "-m", "exchange"]
-    command += ["--config", str(config), "serve", "--host", "127.0.0.1",
-                "--port", str(target.port), "--no-access-log"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
-    _spawn(target, command, env)
+    command = target.tree.command("--config", str(config), "serve", "--host", "127.0.0.1",
+                                  "--port", str(target.port), "--no-access-log")
+    _spawn(target, command, target.tree.env)
+
+
+def start_exchange(target: Target) -> None:
+    """One partner who pushes and reads everything: clearance red, named among the
+    collection's RED recipients (a checkout without the policy: every reader sees all)."""
+    assert target.tree is not None
+    config = write_exchange_config(
+        target, {"read": [f"group:{PARTNER}"], "write": [f"group:{PARTNER}"]},
+        {"default_marking": "amber", "red_recipients": [f"partner:{PARTNER}"]})
+    token, password = add_partner(target.tree, config, PARTNER, (PARTNER,), PARTNER_IDENTITY,
+                                  clearance="red")
+    target.bearer = f"Bearer {token}"
+    target.basic = _basic(PARTNER, password)
+    target.read_auth = target.bearer
+    serve_exchange(target, config)
 
 
 def start_medallion(target: Target) -> None:
@@ -515,6 +635,7 @@ class Pull:
     elapsed: float
     page_times: list[float]
     marks: list[tuple[int, str]]  # (objects so far, X-TAXII-Date-Added-Last of the page)
+    body_bytes: int = 0  # of every page, as received
 
 
 def _envelope_head(data: bytes) -> dict[str, Any]:
@@ -537,7 +658,7 @@ def pull(client: Client, path: str, deadline: Deadline, expect: int,
     """Every page of a listing, limit=1000, following `next`; each page parsed with orjson as
     a client would (parse=False reads only the paging members: the server-bound variant)."""
     extra = extra or {}
-    count, times, marks = 0, [], []
+    count, times, marks, received = 0, [], [], 0
     token: str | None = None
     started = time.perf_counter()
     for _ in range(expect // PAGE + 10):  # bounded: a server that never ends paging fails
@@ -546,18 +667,19 @@ def pull(client: Client, path: str, deadline: Deadline, expect: int,
             params["next"] = token
         page_started = time.perf_counter()
         url = f"{path}?{urlencode(params)}"
+        status, headers, data = client.request("GET", url, deadline)
+        if status != 200:
+            raise BenchError(f"GET {url} answered {status}: {data[:300]!r}")
         if parse:
-            doc, headers = client.get_json(url, deadline)
+            doc = orjson.loads(data)
             count += len(doc.get("objects", ()))
         else:
-            status, headers, data = client.request("GET", url, deadline)
-            if status != 200:
-                raise BenchError(f"GET {url} answered {status}: {data[:300]!r}")
             doc = _envelope_head(data)
         times.append(time.perf_counter() - page_started)
+        received += len(data)
         marks.append((count, headers.get("X-TAXII-Date-Added-Last", "")))
         if not doc.get("more"):
-            return Pull(count, time.perf_counter() - started, times, marks)
+            return Pull(count, time.perf_counter() - started, times, marks, received)
         token = doc.get("next")
         if not token:
             raise BenchError("a page said more=true without a next token")
@@ -635,10 +757,10 @@ def cut_date(target: Target, full: Pull, position: int) -> str:
                                      Deadline(target.op_timeout))
     finally:
         client.close()
-    last = headers.get("X-TAXII-Date-Added-Last")
-    if not last:
+    stamp = headers.get("X-TAXII-Date-Added-Last")
+    if not stamp:
         raise BenchError("the manifest sent no X-TAXII-Date-Added-Last")
-    return str(last)
+    return str(stamp)
 
 
 def measure_incremental(target: Target, full: Pull, n: int) -> None:
@@ -657,7 +779,10 @@ def measure_incremental(target: Target, full: Pull, n: int) -> None:
                                      f"({run.count / run.elapsed:,.0f}/s)")
 
 
-def measure_match(target: Target, ids: list[str], authorization: str, key: str) -> None:
+def measure_match(target: Target, ids: list[str], authorization: str, key: str,
+                  visible: bool = True) -> None:
+    """p50 / p95 of match[id] for a random sample of `ids`, one at a time; each answer must
+    hold exactly that object (visible=False: nothing, an id this reader may not see)."""
     sample = random.Random(SEED + 1).sample(ids, min(target.match_samples, len(ids)))
     client = target.client(authorization)
     deadline = Deadline(target.op_timeout)
@@ -676,7 +801,7 @@ def measure_match(target: Target, ids: list[str], authorization: str, key: str) 
                 break
             times.append(time.perf_counter() - started)
             found = [o["id"] for o in doc.get("objects", ())]
-            if found != [object_id]:
+            if found != ([object_id] if visible else []):
                 raise BenchError(f"match[id]={object_id} returned {found[:3]}")
     finally:
         client.close()
@@ -687,7 +812,7 @@ def measure_match(target: Target, ids: list[str], authorization: str, key: str) 
     p95 = times[min(len(times) - 1, int(len(times) * 0.95))]
     target.raw[key] = p50
     count = f" (n={len(times)}{note})" if len(times) < target.match_samples or note else ""
-    target.results[key] = f"{_ms(p50)} / {_ms(p95)}{count}"
+    target.results[key] = f"{p50 * 1000:.2f} / {p95 * 1000:.2f}{count}"
 
 
 def measure_concurrent(target: Target, n: int, readers: int) -> None:
@@ -746,6 +871,7 @@ def run_target(target: Target, workload: Workload, readers: int) -> None:
     starter = start_exchange if target.kind == "exchange" else start_medallion
     target.results.update(objects=f"{workload.n:,}", avg_size=f"{workload.avg_size:,.0f}",
                           batch=f"{workload.batch:,}")
+    target.results["code"] = target.tree.revision.split(" ")[0] if target.tree else "medallion"
     started = time.monotonic()
     try:
         starter(target)
@@ -818,8 +944,131 @@ def run_target(target: Target, workload: Workload, readers: int) -> None:
         target.results["wall"] = f"{time.monotonic() - started:.0f} s"
 
 
+# -- current vs baseline, interleaved ----------------------------------------------------
+@dataclass
+class Paired:
+    """Both servers up over the same objects; every measurement alternates between them."""
+
+    n: int
+    rounds: int = 0
+    rates: dict[str, list[float]] = field(default_factory=dict)  # "current/pull" -> per round
+    lookups: dict[str, list[float]] = field(default_factory=dict)  # "current/bearer" -> times
+    lookups_per_round: int = 0
+    foreign: str = ""
+    error: str = ""
+
+    def median(self, side: str, what: str) -> float | None:
+        values = self.rates.get(f"{side}/{what}") or self.lookups.get(f"{side}/{what}")
+        return statistics.median(values) if values else None
+
+    def ratio(self, what: str) -> float | None:
+        now, then = self.median("current", what), self.median("baseline", what)
+        return now / then if now and then else None
+
+
+def compare_paired(current: Target, baseline: Target, workload: Workload, rounds: int,
+                   lookups: int) -> Paired:
+    """The current/baseline ratios of full pull and match[id], with machine drift and busy
+    neighbours spread evenly over both: the two servers run side by side, and each round
+    measures both, in alternating order (ABBA): one full pull parsing every page, one
+    without parsing (server-bound), then `lookups` match[id] of the same random ids with a
+    bearer token and as many with HTTP Basic (p50 over every lookup of every round)."""
+    result = Paired(workload.n, lookups_per_round=min(lookups, workload.n))
+    cpu = ForeignCpu()
+    rng = random.Random(SEED + 3)
+    try:
+        for target in (current, baseline):
+            start_exchange(target)
+            measure_ingest(target, workload)
+        sides = {"current": current, "baseline": baseline}
+        for index in range(rounds):
+            order = list(sides.items())
+            if index % 2:
+                order.reverse()
+            sample = rng.sample(workload.ids, min(lookups, workload.n))
+            for side, target in order:
+                target.alive()
+                for what, parse in (("pull", True), ("server_bound", False)):
+                    client = target.client()
+                    try:
+                        run = pull(client, target.objects_path, Deadline(target.op_timeout),
+                                   workload.n, parse=parse)
+                    finally:
+                        client.close()
+                    if parse and run.count != workload.n:
+                        raise BenchError(f"{side}: pulled {run.count} of {workload.n}")
+                    result.rates.setdefault(f"{side}/{what}", []).append(
+                        workload.n / run.elapsed)
+                for what, authorization in (("bearer", target.bearer), ("basic", target.basic)):
+                    result.lookups.setdefault(f"{side}/{what}", []).extend(
+                        _lookups(target, sample, str(authorization)))
+            result.rounds += 1
+    except Exception as exc:  # reported in the table
+        result.error = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        print(f"[bench] interleaved N={workload.n:,}: {exc!r}", file=sys.stderr)
+    finally:
+        for target in (current, baseline):
+            if target.sampler is not None:
+                target.sampler.stop()
+            if target.proc is not None:
+                _stop(target.proc)
+        result.foreign = cpu.short()
+    return result
+
+
+def _lookups(target: Target, ids: list[str], authorization: str) -> list[float]:
+    """Seconds per match[id] lookup of each id (after one untimed lookup: a Basic password
+    is verified once, then cached)."""
+    client = target.client(authorization)
+    deadline = Deadline(target.op_timeout)
+    times = []
+    try:
+        client.get_json(f"{target.objects_path}?{urlencode({'match[id]': ids[0]})}", deadline)
+        for object_id in ids:
+            started = time.perf_counter()
+            doc, _ = client.get_json(
+                f"{target.objects_path}?{urlencode({'match[id]': object_id})}", deadline)
+            times.append(time.perf_counter() - started)
+            if [o["id"] for o in doc.get("objects", ())] != [object_id]:
+                raise BenchError(f"match[id]={object_id} did not return it")
+    finally:
+        client.close()
+    return times
+
+
+PAIRED_ROWS = [
+    ("pull", "Full pull, limit=1000, parsing every page: objects/s (median of rounds)"),
+    ("server_bound", "Full pull, client not parsing (server-bound): objects/s"),
+    ("bearer", "match[id] p50, ms (bearer token)"),
+    ("basic", "match[id] p50, ms (HTTP Basic)"),
+]
+
+
+def paired_report(pairs: list[Paired]) -> list[str]:
+    lines = ["| Interleaved, current vs baseline | "
+             + " | ".join(f"N={p.n:,}" for p in pairs) + " |",
+             "|---|" + "---|" * len(pairs)]
+    for what, label in PAIRED_ROWS:
+        cells = []
+        for pair in pairs:
+            now, then = pair.median("current", what), pair.median("baseline", what)
+            if now is None or then is None:
+                cells.append(f"error: {pair.error}" if pair.error else "n/a")
+            elif what in ("bearer", "basic"):
+                cells.append(f"{now * 1000:.3f} vs {then * 1000:.3f} ({now / then:.2f}x)")
+            else:
+                cells.append(f"{now:,.0f} vs {then:,.0f} ({now / then:.2f}x)")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("| Rounds (match[id] lookups per round, server and auth) | "
+                 + " | ".join(f"{p.rounds} ({p.lookups_per_round})" for p in pairs) + " |")
+    lines.append("| Other processes during this phase | "
+                 + " | ".join(p.foreign for p in pairs) + " |")
+    return lines
+
+
 # -- report -------------------------------------------------------------------------------
 ROWS = [
+    ("code", "Code (commit)"),
     ("objects", "Objects (N)"),
     ("avg_size", "Average object size, bytes (as posted)"),
     ("batch", "Ingest batch, objects per POST"),
@@ -844,7 +1093,7 @@ ROWS = [
 ]
 
 
-def machine_facts() -> list[str]:
+def machine_facts(trees: dict[str, Tree] | None = None) -> list[str]:
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -870,6 +1119,7 @@ def machine_facts() -> list[str]:
         f"- taxii-exchange {version('taxii-exchange')} (uvicorn {version('uvicorn')}, "
         f"fastapi {version('fastapi')}, 1 worker); medallion {version('medallion')} "
         f"(Flask {version('flask')}, werkzeug {version('werkzeug')}, memory backend)",
+        *(f"- {role} code: {tree.describe()}" for role, tree in (trees or {}).items()),
     ]
 
 
@@ -890,6 +1140,15 @@ class ForeignCpu:
         times = psutil.Process().cpu_times()  # servers are waited for: in children_*
         return times.user + times.system + times.children_user + times.children_system
 
+    def used(self) -> tuple[float, float]:
+        """CPU-seconds other processes used so far, and the wall seconds since the start."""
+        wall = time.monotonic() - self.wall
+        return max(0.0, (self._system() - self.system) - (self._own() - self.own)), wall
+
+    def short(self) -> str:
+        foreign, wall = self.used()
+        return f"{foreign:,.0f} CPU-s in {wall:,.0f} s ({foreign / wall:.0%} of one core)"
+
     def summary(self) -> str:
         wall = time.monotonic() - self.wall
         foreign = max(0.0, (self._system() - self.system) - (self._own() - self.own))
@@ -898,8 +1157,10 @@ class ForeignCpu:
                 f"{os.getloadavg()[0]:.2f}")
 
 
-def check_targets(ours: list[Target]) -> list[str]:
-    """The targets for this machine, on the largest and smallest of --sizes."""
+def check_targets(ours: list[Target], pairs: list[Paired]) -> list[str]:
+    """The targets for this machine, on the largest and smallest of --sizes; with a
+    baseline, a reader who may see everything keeps full pull and match[id] within 10% of
+    it."""
     if not ours:
         return []
     big = max(ours, key=lambda t: t.n)
@@ -937,16 +1198,26 @@ def check_targets(ours: list[Target]) -> list[str]:
     rss = get(big, "rss")
     check(None if rss is None else rss <= 300,
           f"server peak RSS <= 300 MB at N={big.n:,}: {rss or 0:,.0f} MB")
+    for pair in pairs:
+        for what, text in (("pull", "full pull objects/s"), ("bearer", "match[id] p50 (bearer)"),
+                           ("basic", "match[id] p50 (HTTP Basic)")):
+            ratio = pair.ratio(what)
+            ok = None if ratio is None else (ratio >= 0.9 if what == "pull" else ratio <= 1.1)
+            check(ok, f"{text} within 10% of the baseline at N={pair.n:,} (interleaved): "
+                      f"{ratio or 0:.2f}x")
     return lines
 
 
-def report(targets: list[Target], ours: list[Target], readers: int, elapsed: float,
-           facts: list[str], command: str, neighbours: str) -> str:
-    base = min(ours, key=lambda t: t.n) if ours else None
-    for target in ours:
-        mine, theirs = target.raw.get("median_page"), base.raw.get("median_page") if base else 0
-        if base is not None and mine and theirs:
-            target.results["median_vs_base"] = f"{mine / theirs:.2f}x (vs N={base.n:,})"
+def report(targets: list[Target], ours: list[Target], baselines: dict[int, Target],
+           pairs: list[Paired], readers: int, elapsed: float, facts: list[str], command: str,
+           neighbours: str) -> str:
+    for group in (ours, list(baselines.values())):
+        base = min(group, key=lambda t: t.n) if group else None
+        for target in group:
+            assert base is not None
+            mine, theirs = target.raw.get("median_page"), base.raw.get("median_page")
+            if mine and theirs:
+                target.results["median_vs_base"] = f"{mine / theirs:.2f}x (vs N={base.n:,})"
     header = "| Measurement | " + " | ".join(t.label for t in targets) + " |"
     lines = [f"## TAXII benchmark ({datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')})", "",
              f"Command: `{command}`", "", *facts, "", header,
@@ -956,7 +1227,12 @@ def report(targets: list[Target], ours: list[Target], readers: int, elapsed: flo
             label = label.replace("Concurrent", f"{readers} concurrent")
         cells = [t.results.get(key, "") for t in targets]
         lines.append(f"| {label} | " + " | ".join(cells or ["-"]) + " |")
-    lines += ["", "Targets (taxii-exchange):", *check_targets(ours), "",
+    if pairs:
+        lines += ["", "The baseline's columns above ran one after the other; the ratios below "
+                  "(and the baseline targets) come from the two servers side by side over the "
+                  "same objects, with every measurement alternating between them:", "",
+                  *paired_report(pairs)]
+    lines += ["", "Targets (taxii-exchange):", *check_targets(ours, pairs), "",
               f"Total run time: {elapsed:.0f} s", neighbours]
     return "\n".join(lines) + "\n"
 
@@ -971,50 +1247,76 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="also write the Markdown report here")
     parser.add_argument("--batch", type=int, default=1000, help="objects per POST")
     parser.add_argument("--readers", type=int, default=4, help="concurrent full-pull clients")
-    parser.add_argument("--match-samples", type=int, default=500,
+    parser.add_argument("--match-samples", type=int, default=2000,
                         help="random ids looked up with match[id]")
     parser.add_argument("--medallion-match-samples", type=int, default=200,
                         help="match[id] lookups for medallion (each is O(N) there)")
-    parser.add_argument("--pull-repeats", type=int, default=3,
+    parser.add_argument("--pull-repeats", type=int, default=5,
                         help="single-client full pulls of taxii-exchange (median reported)")
     parser.add_argument("--timeout", type=float, default=600,
                         help="per-operation limit for taxii-exchange, seconds")
     parser.add_argument("--medallion-timeout", type=float, default=120,
                         help="per-operation limit for medallion, seconds")
+    parser.add_argument("--tree", type=Path, default=REPO,
+                        help="the checkout measured as current (default: this one; a "
+                             "worktree of a commit keeps edits made meanwhile out of the run)")
+    parser.add_argument("--baseline-tree", type=Path,
+                        help="also measure a server run from this checkout (e.g. a git "
+                             "worktree of the commit before the sharing policy) at --sizes")
+    parser.add_argument("--paired-rounds", type=int, default=16,
+                        help="rounds of the interleaved current/baseline comparison")
+    parser.add_argument("--paired-lookups", type=int, default=200,
+                        help="match[id] lookups per round, server and auth in that comparison")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     args = parser.parse_args(argv)
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     if any(n < 20 for n in sizes) or (args.medallion_n and args.medallion_n < 20):
         parser.error("sizes must be at least 20")
+    current = server_tree(args.tree)
+    trees = {"Current": current}
+    if args.baseline_tree:
+        trees["Baseline"] = server_tree(args.baseline_tree)
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     atexit.register(_stop_all)
     started = time.monotonic()
-    facts = machine_facts()
+    facts = machine_facts(trees)
     foreign = ForeignCpu()
     workdir = Path(tempfile.mkdtemp(prefix="taxii-bench-"))
     command = " ".join([os.path.relpath(sys.executable), *sys.argv]) if argv is None else \
         " ".join(["bench_taxii.py", *argv])
 
-    def make(label: str, kind: str, n: int) -> Target:
-        directory = workdir / f"{kind}-{n}"
+    def make(label: str, kind: str, n: int, tree: Tree | None = None,
+             baseline: bool = False) -> Target:
+        directory = workdir / f"{kind}{'-baseline' if baseline else ''}-{n}"
         directory.mkdir()
         medallion = kind == "medallion"
         return Target(label=label, kind=kind, n=n,
                       op_timeout=args.medallion_timeout if medallion else args.timeout,
                       match_samples=args.medallion_match_samples if medallion
                       else args.match_samples,
-                      pull_repeats=1 if medallion else args.pull_repeats, directory=directory)
+                      pull_repeats=1 if medallion else args.pull_repeats, directory=directory,
+                      tree=tree, baseline=baseline)
 
-    ours = [make(f"taxii-exchange N={n:,}", "exchange", n) for n in sizes]
-    targets = list(ours)
+    # Each baseline column right after the current one at the same N: same objects, and the
+    # two runs close together in time.
+    ours, baselines, targets = [], {}, []
+    for n in sizes:
+        ours.append(make(f"taxii-exchange N={n:,}", "exchange", n, current))
+        targets.append(ours[-1])
+        if "Baseline" in trees:
+            revision = trees["Baseline"].revision.split(" ")[0]
+            baselines[n] = make(f"baseline {revision} N={n:,}", "exchange", n,
+                                trees["Baseline"], baseline=True)
+            targets.append(baselines[n])
     if args.medallion_n:
         n = args.medallion_n
         if n not in sizes:
-            targets.append(make(f"taxii-exchange N={n:,}", "exchange", n))
+            targets.append(make(f"taxii-exchange N={n:,}", "exchange", n, current))
         targets.append(make(f"medallion 3.0.0 (memory) N={n:,}", "medallion", n))
     workloads: dict[tuple[int, int], Workload] = {}
+    pairs: list[Paired] = []
     try:
         for target in targets:
             key = (target.n, batch_size(target.n, args.batch, target.n == args.medallion_n))
@@ -1028,14 +1330,23 @@ def main(argv: list[str] | None = None) -> int:
             run_target(target, workloads[key], args.readers)
             print(f"[bench] {target.label}: done in {target.results.get('wall')}",
                   file=sys.stderr, flush=True)
+            if target.baseline and args.paired_rounds:
+                print(f"[bench] interleaved current/baseline N={target.n:,} ...",
+                      file=sys.stderr, flush=True)
+                pairs.append(compare_paired(
+                    make(f"paired current N={target.n:,}", "paired", target.n, current),
+                    make(f"paired baseline N={target.n:,}", "paired", target.n,
+                         trees["Baseline"], baseline=True),
+                    workloads[key], args.paired_rounds, args.paired_lookups))
     finally:
         _stop_all()
         if args.keep:
             print(f"[bench] kept {workdir}", file=sys.stderr)
         else:
             shutil.rmtree(workdir, ignore_errors=True)
-    text = report(targets, ours, args.readers, time.monotonic() - started, facts, command,
-                  foreign.summary())
+    facts += code_changes(trees)
+    text = report(targets, ours, baselines, pairs, args.readers, time.monotonic() - started,
+                  facts, command, foreign.summary())
     print(text)
     if args.out:
         Path(args.out).write_text(text, encoding="utf-8")
