@@ -87,6 +87,7 @@ def check_objects(objects: list[Any], writer: Writer) -> Checked:
     candidates, failures = [], []
     for index, obj in enumerate(objects):
         try:
+            body = _serialised(obj)
             facts = check_object(obj)
             refused = writer.refusal(facts)
         except InvalidObject as exc:
@@ -97,10 +98,17 @@ def check_objects(objects: list[Any], writer: Writer) -> Checked:
             continue
         candidates.append(Candidate(
             id=facts.id, type=facts.type, spec_version=facts.spec_version, version=facts.version,
-            body=orjson.dumps(obj), rank=writer.default_rank if facts.rank is None else facts.rank,
+            body=body, rank=writer.default_rank if facts.rank is None else facts.rank,
             h2=facts.h2, refs=facts.refs, pusher=writer.pusher,
         ))
     return Checked(candidates, failures)
+
+
+def _serialised(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError as exc:  # a producer's bug, never a pushed body (JSON)
+        raise InvalidObject(f"not a JSON object: {exc}") from None
 
 
 def _detail(obj: Any, message: str) -> dict[str, Any]:

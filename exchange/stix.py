@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -213,24 +214,25 @@ def references(obj: dict[str, Any]) -> tuple[str, ...]:
     one would reveal it, so the policy withholds it too. Used when an object is stored and
     when a stored one is read back, so both always agree."""
     found: list[str] = []
-    for name, value in obj.items():
-        if name not in _NOT_CONTENT_REFS:
-            _collect(name, value, found)
+    _scan(((k, v) for k, v in obj.items() if k not in _NOT_CONTENT_REFS), found)
     return tuple(dict.fromkeys(found))
 
 
-def _collect(name: str, value: Any, found: list[str]) -> None:
-    """References under one property: a `*_ref` identifier, a `*_refs` list of them, and the
-    same inside any dictionary or list of dictionaries below."""
-    if isinstance(value, str):
-        if name.endswith(("_ref", "_refs")) and IDENTIFIER_RE.match(value):
-            found.append(value)
-    elif isinstance(value, list):
-        for item in value:
-            _collect(name, item, found)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _collect(key, item, found)
+_REF_NAMES = ("_ref", "_refs")
+
+
+def _scan(items: Iterable[tuple[str, Any]], found: list[str]) -> None:
+    """References among (name, value) pairs: a `*_ref` identifier, a `*_refs` list of them,
+    and the same inside any dictionary or list below. It runs over every property of every
+    object stored, so scalars are tested in the loop, not in a call each."""
+    for name, value in items:
+        if isinstance(value, str):
+            if name.endswith(_REF_NAMES) and IDENTIFIER_RE.match(value):
+                found.append(value)
+        elif isinstance(value, dict):
+            _scan(value.items(), found)
+        elif isinstance(value, list):
+            _scan(((name, item) for item in value), found)
 
 
 def _check_properties(obj: dict[str, Any], obj_type: str, shape: _Shape) -> str | None:

@@ -85,6 +85,7 @@ class Versions:
     _loaded_facts: dict[str, tuple[int, bool]] = field(default_factory=dict)  # as loaded
     _touched: set[str] = field(default_factory=set)
     _recompute: list[Row] = field(default_factory=list)
+    _newest: dict[str, Row | None] = field(default_factory=dict)  # kept as versions change
 
     # -- loading -------------------------------------------------------------------------
     def load(self, ids: Iterable[str], *, bodies: bool = False) -> None:
@@ -97,13 +98,14 @@ class Versions:
             for row in rows:
                 row.saved = row.derived()
             self.versions[ident] = rows
-            self._loaded_facts[ident] = _facts(rows)
+            self._newest[ident] = newest = _newest(rows)
+            self._loaded_facts[ident] = _facts(newest)
 
     def facts(self, ident: str) -> tuple[int, bool]:
         """The current classification of an id: its newest version's effective rank and H2.
         An id not stored here yet reveals nothing (CLEAR); it raises its referrers when it
         arrives."""
-        return _facts(self.versions.get(ident, ()))
+        return _facts(self._newest.get(ident))
 
     # -- writes ----------------------------------------------------------------------------
     def place(self, candidate: Candidate, added: int) -> tuple[Outcome, Row | None]:
@@ -112,7 +114,9 @@ class Versions:
         An unversioned object (SCO) has a single version, stamped with its first date_added.
         Re-posting a stored version is a no-op; other content under it is a conflict.
         """
-        existing = self.versions.setdefault(candidate.id, [])
+        if candidate.id not in self.versions:
+            self.load([candidate.id], bodies=True)
+        existing = self.versions[candidate.id]
         if candidate.version is None:
             same = existing
             version = format_micros(added)
@@ -132,6 +136,9 @@ class Versions:
                   rank=candidate.rank, h2=candidate.h2, body=candidate.body,
                   refs=candidate.refs)
         existing.append(row)
+        newest = self._newest.get(candidate.id)
+        if newest is None or (row.vkey, row.spec) > (newest.vkey, newest.spec):
+            self._newest[candidate.id] = row
         self.new.append(row)
         self._touched.add(candidate.id)
         return Outcome(candidate.id, version, stored=True), row
@@ -148,6 +155,7 @@ class Versions:
         kept = [r for r in self.versions.get(ident, []) if id(r) not in gone]
         self.removed.extend(r for r in self.versions.get(ident, []) if id(r) in gone)
         self.versions[ident] = kept
+        self._newest[ident] = _newest(kept)
         self._touched.add(ident)
 
     # -- settling --------------------------------------------------------------------------
@@ -179,7 +187,7 @@ class Versions:
         version's own markings no longer cover it (a declassified version, a removed one, or
         a classification that came from references, which may have been circular)."""
         before = self._loaded_facts[ident]
-        newest = _newest(self.versions.get(ident, []))
+        newest = self._newest.get(ident)
         if newest is None:
             return before != (CLEAR, False)
         return newest.base < before[0] or (before[1] and not newest.base_h2)
@@ -243,8 +251,7 @@ class Versions:
                 if row.saved is not None and row.saved != row.derived()]
 
 
-def _facts(rows: Iterable[Row]) -> tuple[int, bool]:
-    newest = _newest(rows)
+def _facts(newest: Row | None) -> tuple[int, bool]:
     return (newest.rank, newest.h2) if newest is not None else (CLEAR, False)
 
 

@@ -391,23 +391,27 @@ class _Backend:
         self.store, self.conn, self.key = store, conn, key
 
     def load(self, ids: Iterable[str], *, bodies: bool) -> dict[str, list[Row]]:
-        wanted = {id_hash(i): i for i in ids}
+        wanted = set(ids)
         found: dict[str, list[Row]] = {}
-        hashes = sorted(wanted)
+        hashes = sorted({id_hash(i) for i in wanted})
         columns = _ROW + (", body" if bodies else "")
         for start in range(0, len(hashes), 500):
             chunk = hashes[start:start + 500]
             for values in self.conn.execute(
                     f"SELECT {columns} FROM objects INDEXED BY objects_id "
                     f"WHERE coll = ? AND idh IN ({_marks(chunk)})", (self.key, *chunk)):
-                if values[1] in wanted.values():
+                if values[1] in wanted:  # the id itself settles a hash collision
                     found.setdefault(values[1], []).append(self._row(values, bodies))
         return found
 
     def _row(self, values: Sequence[Any], bodies: bool) -> Row:
         (seq, ident, kind, vkey, version, spec, added, base, bh2, pusher, rank, h2, last,
          first, spec_latest, newer, older, top, bottom) = values[:19]
-        name = self.store._pusher_id
+        names = self.store._pusher_ids
+
+        def name(conn: sqlite3.Connection, key: int) -> str:
+            return names[key] if key in names else self.store._pusher_id(conn, key)
+
         return Row(id=ident, type=kind, vkey=vkey, version=version, spec=spec, added=added,
                    base=base, base_h2=bool(bh2), pusher=name(self.conn, pusher), rank=rank,
                    h2=bool(h2), key=seq, body=values[19] if bodies else None,

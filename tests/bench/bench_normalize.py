@@ -74,6 +74,7 @@ def write_config(directory: Path) -> Path:
     (directory / "collections" / "bench.yaml").write_text(yaml.safe_dump({
         "id": "3b8c8f3e-4a8e-4f52-9b6e-0c8d7f6a5b41", "api_root": "bench", "alias": "bench",
         "title": "Benchmark", "read": ["group:bench"], "write": ["group:bench"],
+        "default_marking": "amber",
     }))
     config = directory / "config.yaml"
     config.write_text(yaml.safe_dump({
