@@ -23,7 +23,7 @@ from typing import Any
 from ..model import ALL, FIRST, LAST, Query
 
 
-@functools.lru_cache(maxsize=65536)  # a write hashes the same few referenced ids again and again
+@functools.lru_cache(maxsize=8192)  # a write hashes the same few referenced ids again and again
 def id_hash(object_id: str) -> int:
     """A signed 64-bit hash of an id: index keys stay small and inserts cheap, where the id
     text (about 50 bytes, random) made the id index the main cost of every write."""
