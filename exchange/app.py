@@ -16,6 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .collections import load_collections
 from .config import Settings
 from .errors import ExchangeError
+from .federation.peers import load_peers
+from .federation.sync import Federation, Syncer
 from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
@@ -38,14 +40,18 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     ingest = Ingest(store, writer)
     services = Services(settings=settings, gate=gate, auth=auth, ingest=ingest,
                         worker=Worker(ingest))
+    syncer = Syncer(Federation(store, gate, ingest, collections, auth.partner,
+                               load_peers(settings.peers_file)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.open()  # in the serving process, after any fork
         services.worker.start()  # also resumes requests a crash left pending
+        syncer.start()  # peers at their intervals, when there are any
         try:
             yield
         finally:
+            syncer.stop()
             services.worker.stop()
             store.close()
 

@@ -1,4 +1,4 @@
-"""The `taxii-exchange` command: serve, demo, partners, ingest, formats."""
+"""The `taxii-exchange` command: serve, demo, partners, ingest, formats, sync."""
 
 from __future__ import annotations
 
@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: standard error)")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     commands.add_parser("formats", help="list input formats and their fields")
+
+    sync = commands.add_parser("sync", help="sync with the peers of the peers file once, or "
+                               "show how their syncs went")
+    sync.add_argument("what", nargs="?", choices=["run", "status"], default="run",
+                      help="run (default) or status")
+    sync.add_argument("--peer", action="append", help="only this peer (repeatable)")
+    sync.add_argument("--direction", choices=["pull", "push"], help="only this direction")
     return parser
 
 
@@ -141,6 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "partners":
             return _partners(args, settings)
+        if args.command == "sync":
+            from .federation.command import sync
+
+            return sync(args, settings)
         if args.command in ("ingest", "formats"):
             from .normalize import cli as normalize_cli
 

@@ -27,6 +27,7 @@ DEFAULTS: dict[str, Any] = {
     "port": 8000,
     "store_path": "taxii-exchange.sqlite3",
     "partners_file": "partners.yaml",
+    "peers_file": "peers.yaml",
     "collections_dir": str(REPO_DIR / "collections"),
     "default_api_root": "cybercrime",
     "post_wait_seconds": 2.0,
@@ -41,8 +42,8 @@ DEFAULTS: dict[str, Any] = {
 # Environment variables that override single settings, with the type each one takes.
 ENVIRONMENT: dict[str, type] = {
     "title": str, "description": str, "contact": str, "public_url": str, "host": str, "port": int,
-    "store_path": str, "partners_file": str, "collections_dir": str, "default_api_root": str,
-    "post_wait_seconds": float,
+    "store_path": str, "partners_file": str, "peers_file": str, "collections_dir": str,
+    "default_api_root": str, "post_wait_seconds": float,
 }
 
 
@@ -66,6 +67,7 @@ class Settings:
     port: int
     store_path: Path
     partners_file: Path
+    peers_file: Path  # other TAXII servers to sync with (no file: none)
     collections_dir: Path
     default_api_root: str | None
     post_wait_seconds: float
@@ -118,6 +120,7 @@ def load_settings(path: str | Path | None = None,
         title=merged["title"], description=merged["description"], contact=merged["contact"],
         public_url=merged["public_url"].rstrip("/"), host=merged["host"], port=merged["port"],
         store_path=base / merged["store_path"], partners_file=base / merged["partners_file"],
+        peers_file=base / merged["peers_file"],
         collections_dir=base / merged["collections_dir"], default_api_root=default_root,
         post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,
     )

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from .errors import Invalid, InvalidObject, Unprocessable
-from .model import COMPLETE, LAST, Candidate, Entry, Outcome, Query, Status
+from .model import ALL, COMPLETE, LAST, Candidate, Entry, Outcome, Query, Status
 from .stix import SDO_TYPES, SRO_TYPES, ObjectFacts, check_object, now_micros
 from .store import Store
 
@@ -169,6 +169,20 @@ class Ingest:
             return Checked([], [_detail(o, "refused: the partner or the collection no longer "
                                            "exists") for o in objects])
         return check_objects(objects, writer)
+
+    def held(self, collection: str, ids: list[str]) -> dict[tuple[str, str | None], bytes]:
+        """The stored versions of these ids, as {(id, version): body}, with (id, None) for
+        an unversioned object: what a pull already holds need not be checked again."""
+        found: dict[tuple[str, str | None], bytes] = {}
+        for start in range(0, len(ids), 500):
+            chunk = tuple(dict.fromkeys(ids[start:start + 500]))
+            page = self.store.query(Query(collection=collection, limit=len(chunk) * 64 + 1,
+                                          ids=chunk, versions=(ALL,), spec_versions=("2.1",)),
+                                    with_body=True)
+            for entry in page.entries:
+                found[(entry.id, entry.version)] = entry.body
+                found.setdefault((entry.id, None), entry.body)
+        return found
 
     def newest(self, collection: str, object_id: str) -> Entry | None:
         """The newest stored version of an object, for the write path's own decisions."""

@@ -25,17 +25,19 @@ class Visibility:
     A version is visible when its effective rank is at most `max_rank`, or when `pusher` stored
     it. The effective rank is decided at write time: the highest TLP of the version's markings
     (or the collection's default marking) and of everything it references. `onward` readers
-    (federation push, exports) also skip H2 versions. A new dimension (a constituency scope)
-    is one more field here and one more fact per stored version.
+    (federation push, exports) also skip H2 versions, and a push to a peer skips what that
+    peer itself stored here (`not_from`). A new dimension (a constituency scope) is one more
+    field here and one more fact per stored version.
     """
 
     max_rank: int
     pusher: str = ""  # partner id; '' for readers that push nothing (a peer, an export)
     onward: bool = False  # an onward transfer: versions under handling code H2 are withheld
+    not_from: str = ""  # partner id whose own pushes are left out (never sent back)
 
     @property
     def everything(self) -> bool:
-        return self.max_rank >= RED and not self.onward
+        return self.max_rank >= RED and not self.onward and not self.not_from
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -78,7 +78,8 @@ class Model:
 
         def seen(v: Version) -> bool:
             rank, h2 = facts[id(v)]
-            return rank <= t and not (view.onward and h2)
+            sent_back = bool(view.not_from) and v.pusher == view.not_from
+            return rank <= t and not (view.onward and h2) and not sent_back
 
         chosen: list[Version] = []
         for ident in dict.fromkeys(v.id for v in self.versions):
@@ -147,7 +148,8 @@ def _all_pages(store: SQLiteStore, query: Query) -> Iterator[tuple[str, str]]:
 
 
 VIEWS = [Visibility(max_rank=t, pusher=p, onward=o) for t in range(5) for p in ("", "p1")
-         for o in (False, True)]
+         for o in (False, True)] + [Visibility(max_rank=t, onward=True, not_from="p2")
+                                    for t in (2, 4)]
 
 
 @pytest.mark.parametrize("seed", range(6))

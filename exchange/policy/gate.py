@@ -15,7 +15,7 @@ from ..collections import CollectionDef, Collections
 from ..config import ApiRootSettings, Settings
 from ..errors import Forbidden, NotFound
 from ..ingest import Writer
-from ..model import ALL, Filters, Page, Query, Status
+from ..model import ALL, Filters, Page, Query, Status, Visibility
 from ..store import Store
 from .access import Access, decide, visibility
 from .partners import Partner
@@ -100,6 +100,21 @@ class Gate:
         if record is None or record.partner != partner.id:
             raise NotFound(f"no status {status_id!r}")
         return record
+
+    def access(self, partner: Partner, collection: CollectionDef) -> Access:
+        return decide(partner, collection)
+
+    def transfer(self, peer: Partner, collection: CollectionDef, filters: Filters, *,
+                 send_h2: bool = False) -> Page:
+        """An onward transfer to a peer (a federation push): what the peer could read here
+        as a partner, less H2 (unless its providers consented) and less what the peer itself
+        stored here, which is never sent back."""
+        access = decide(peer, collection)
+        if not access.read:
+            raise Forbidden(f"peer {peer.id} may not read {collection.id}: add "
+                            f"partner:{peer.id} to the collection's read list")
+        view = Visibility(max_rank=access.max_rank, onward=not send_h2, not_from=peer.id)
+        return self.store.query(Query.of(collection.id, filters, view), with_body=True)
 
     def writer(self, partner: Partner, collection: CollectionDef) -> Writer:
         """How the partner's pushes into a collection are checked and recorded."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..model import Candidate, Outcome, Page, Query, Status
 
@@ -42,3 +42,14 @@ class Store(Protocol):
 
     def pending_request(self, status_id: str) -> tuple[Status, bytes] | None:
         """A pending status with its stored request body."""
+
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        """A named JSON document the server keeps for itself (a peer's bookmark)."""
+
+    def put_state(self, name: str, doc: dict[str, Any]) -> None:
+        """Durably replace a named document."""
+
+    def claim(self, name: str, lease_seconds: float) -> bool:
+        """Take a named lease unless another process holds one that has not run out."""
+
+    def release(self, name: str) -> None: ...

@@ -102,6 +102,11 @@ CREATE TABLE IF NOT EXISTS statuses (
     lease REAL                   -- processing lease (unix time) so one process works a request
 );
 CREATE INDEX IF NOT EXISTS statuses_pending ON statuses (state) WHERE state = 'pending';
+CREATE TABLE IF NOT EXISTS state (
+    name TEXT PRIMARY KEY,       -- e.g. a peer's pull bookmark
+    doc BLOB,                    -- JSON
+    lease REAL                   -- unix time until which one process holds it
+);
 """
 
 _ROW = ("seq, id, type, vkey, version, spec, added, base, bh2, pusher, rank, h2, last, first, "
@@ -208,10 +213,13 @@ class SQLiteStore:
 
     def _select(self, conn: sqlite3.Connection, key: int, query: Query, with_body: bool,
                 *, every: bool = False) -> tuple[str, list[Any]]:
-        me = None
+        me = skip = None
         if query.visibility is not None and query.visibility.pusher:
             me = self._pusher(conn, query.visibility.pusher, create=False)
-        return select(key, query, with_body, -1 if me is None else me, every=every)
+        if query.visibility is not None and query.visibility.not_from:
+            skip = self._pusher(conn, query.visibility.not_from, create=False)
+        return select(key, query, with_body, -1 if me is None else me, every=every,
+                      not_from=-1 if skip is None else skip)
 
     # -- writes ------------------------------------------------------------------------
     def write(self, collection: str, candidates: Sequence[Candidate], status_id: str | None,
@@ -329,6 +337,30 @@ class SQLiteStore:
         if row is None or row[7] is None:
             return None
         return _status(row[:7]), row[7]
+
+    # -- named state (bookmarks) and leases ---------------------------------------------
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        row = self._conn().execute("SELECT doc FROM state WHERE name = ?", (name,)).fetchone()
+        return orjson.loads(row[0]) if row and row[0] is not None else None
+
+    def put_state(self, name: str, doc: dict[str, Any]) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO state (name, doc) VALUES (?, ?) ON CONFLICT (name) "
+                         "DO UPDATE SET doc = excluded.doc", (name, orjson.dumps(doc)))
+
+    def claim(self, name: str, lease_seconds: float) -> bool:
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute("SELECT lease FROM state WHERE name = ?", (name,)).fetchone()
+            if row is not None and row[0] is not None and row[0] > now:
+                return False
+            conn.execute("INSERT INTO state (name, lease) VALUES (?, ?) ON CONFLICT (name) "
+                         "DO UPDATE SET lease = excluded.lease", (name, now + lease_seconds))
+        return True
+
+    def release(self, name: str) -> None:
+        with self._write() as conn:
+            conn.execute("UPDATE state SET lease = NULL WHERE name = ?", (name,))
 
     # -- migration ---------------------------------------------------------------------
     def _migrate_v2(self, conn: sqlite3.Connection) -> None:

@@ -31,16 +31,18 @@ def id_hash(object_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def select(key: int, query: Query, with_body: bool, me: int, *,
-           every: bool = False) -> tuple[str, list[Any]]:
-    """SQL and arguments for one read. `me` is the reader's pusher key (-1: none). `every`
-    (a delete) lifts the page size and takes every spec_version of what it matches."""
+def select(key: int, query: Query, with_body: bool, me: int, *, every: bool = False,
+           not_from: int = -1) -> tuple[str, list[Any]]:
+    """SQL and arguments for one read. `me` is the reader's pusher key (-1: none), `not_from`
+    the pusher key whose versions are left out (-1: none). `every` (a delete) lifts the page
+    size and takes every spec_version of what it matches."""
     limit = -1 if every else query.limit + 1
     columns = "id, version, added, spec" + (", body" if with_body else "")
     view = query.visibility
     if view is None or view.everything:
         return _everything(key, query, columns, limit, every)
-    return _restricted(key, query, columns, limit, every, view.max_rank, me, view.onward)
+    return _restricted(key, query, columns, limit, every, view.max_rank, me, view.onward,
+                       not_from)
 
 
 def _common(query: Query, every: bool) -> tuple[str, list[Any]]:
@@ -114,10 +116,13 @@ def _selectors(versions: tuple[str, ...]) -> tuple[str, list[Any]]:
 
 # -- a reader who may not ---------------------------------------------------------------------
 def _restricted(key: int, query: Query, columns: str, limit: int, every: bool, t: int,
-                me: int, onward: bool) -> tuple[str, list[Any]]:
+                me: int, onward: bool, not_from: int) -> tuple[str, list[Any]]:
     seen, seen_args = _within(query.versions, t, me)
     if onward:
         seen += " AND h2 = 0"
+    if not_from >= 0:  # a filter inside the scan: a push reads only what arrived since
+        seen += " AND pusher != ?"
+        seen_args = [*seen_args, not_from]
     own, own_args = _selectors(query.versions)  # its own pushes, any rank
     own = own or "1"
     common, common_args = _common(query, every)

@@ -1,0 +1,73 @@
+"""`taxii-exchange sync`: run the configured peers once, or show how their syncs went."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from ..collections import load_collections
+from ..config import Settings
+from ..ingest import Ingest
+from ..policy import partners
+from ..policy.gate import Gate
+from .peers import PULL, PUSH, load_peers
+from .sync import Federation
+
+_LEASE_SECONDS = 3600.0
+
+
+def sync(args: argparse.Namespace, settings: Settings) -> int:
+    from ..store.sqlite import SQLiteStore
+
+    store = SQLiteStore(settings.store_path)
+    store.open()
+    try:
+        collections = load_collections(settings)
+        known = partners.load(settings.partners_file)
+        federation = Federation(store, Gate(settings, collections, store), Ingest(store),
+                                collections, known.get, load_peers(settings.peers_file))
+        if args.what == "status":
+            for record in federation.status():
+                print(_status_line(record))
+            return 0
+        directions = (args.direction,) if args.direction else (PULL, PUSH)
+        failed = False
+        for name in args.peer or list(federation.peers):
+            for direction in directions:
+                key = f"lease:sync:{name}:{direction}"
+                if name in federation.peers and direction not in federation.peers[name].directions:
+                    continue
+                if not store.claim(key, _LEASE_SECONDS):
+                    print(f"{name} {direction}: a sync is running in another process; skipped")
+                    continue
+                try:
+                    for run in federation.run([name], [direction]):
+                        print(run.line())
+                        failed = failed or bool(run.error or run.failed)
+                finally:
+                    store.release(key)
+        return 1 if failed else 0
+    finally:
+        store.close()
+
+
+def _status_line(record: dict[str, Any]) -> str:
+    last = record.get("last", {})
+    totals = record.get("totals", {})
+    error = record.get("last_error", {})
+    parts = [f"{record['peer']} {record['direction']}:",
+             f"last success {_when(record.get('last_success'))},",
+             f"last run moved {last.get('objects', 0)} (unchanged {last.get('unchanged', 0)}, "
+             f"failed {last.get('failed', 0)}),",
+             f"in all {totals.get('objects', 0)},",
+             f"bookmark {record.get('bookmark')}"]
+    if error:
+        parts.append(f"; last error {_when(error.get('at'))}: {error.get('error')}")
+    return " ".join(parts)
+
+
+def _when(moment: float | None) -> str:
+    if not moment:
+        return "never"
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
