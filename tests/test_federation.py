@@ -10,6 +10,7 @@ push) an H2 one unless the EU node's providers consented.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -218,3 +219,24 @@ def test_status_shows_each_peer_and_direction(nodes: tuple[Node, Node], capsys):
     assert [line.split(":")[0] for line in lines] == ["us-node pull", "us-node push"]
     assert all("last success 20" in line for line in lines)
     assert "last run moved 1" in lines[1]
+
+
+def test_serve_syncs_each_peer_at_its_interval(nodes: tuple[Node, Node]):
+    """A running server syncs its peers by itself (in the background of `serve`)."""
+    eu, us = nodes
+    peers = yaml.safe_load((eu.directory / "peers.yaml").read_text())
+    peers["peers"][0]["interval_seconds"] = 1
+    (eu.directory / "peers.yaml").write_text(yaml.safe_dump(peers))
+    eu.live.stop()  # the peers file is read when the server starts
+    eu.live = start_server(Env(load_settings(eu.directory / "config.yaml", environ={}), {}))
+    news = indicator("us-news", "us-analyst", "green")
+    us.push("us-analyst", [news])
+    deadline = time.monotonic() + 15
+    while _key(news) not in eu.stored():
+        assert time.monotonic() < deadline, "the EU node did not pull by itself"
+        time.sleep(0.2)
+    mine = indicator("eu-news", "eu-analyst", "green")
+    eu.push("eu-analyst", [mine])
+    while _key(mine) not in us.stored():
+        assert time.monotonic() < deadline, "the EU node did not push by itself"
+        time.sleep(0.2)

@@ -733,3 +733,19 @@ def test_new_objects_are_inserted_once_and_not_updated(tmp_path: Path):
         assert len([s for s in statements if s.startswith("UPDATE objects")]) == 1
     finally:
         store.close()
+
+
+def test_named_state_survives_and_leases_exclude_other_processes(opener: Opener):
+    """Bookmarks and leases (a peer's sync): one process holds a lease until it releases it or
+    it runs out; the documents are durable."""
+    first, second = opener(), opener()
+    assert first.get_state("sync:peer:pull") is None
+    first.put_state("sync:peer:pull", {"bookmark": "2026-11-01T00:00:00.000000Z"})
+    assert second.get_state("sync:peer:pull") == {"bookmark": "2026-11-01T00:00:00.000000Z"}
+    assert first.claim("lease:sync:peer:pull", 30)
+    assert not second.claim("lease:sync:peer:pull", 30)
+    first.release("lease:sync:peer:pull")
+    assert second.claim("lease:sync:peer:pull", 0.05)
+    time.sleep(0.1)
+    assert first.claim("lease:sync:peer:pull", 30)  # it ran out
+    assert opener().get_state("sync:peer:pull") == {"bookmark": "2026-11-01T00:00:00.000000Z"}
