@@ -134,9 +134,13 @@ def nodes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Nod
         # Each node signs in at the other as the partner the other made for it.
         monkeypatch.setenv("EU_AT_US", us.passwords["eu-node"])
         monkeypatch.setenv("US_AT_EU", eu.passwords["us-node"])
+        # The EU node names the US collection by its URL; the US node finds the EU one
+        # through the EU node's discovery resource (relative API root URLs).
+        where = {"eu": {"url": us.collection_url},
+                 "us": {"url": f"{eu.live.url}taxii2/", "collection": COLLECTION}}
         for node, other, variable in ((eu, us, "EU_AT_US"), (us, eu, "US_AT_EU")):
             (node.directory / "peers.yaml").write_text(yaml.safe_dump({"peers": [{
-                "name": f"{other.name}-node", "url": other.collection_url,
+                "name": f"{other.name}-node", **where[node.name],
                 "local_collection": "shared", "direction": "both", "page_size": 3,
                 "auth": {"user": f"{node.name}-node", "password_env": variable}}]}))
         yield eu, us

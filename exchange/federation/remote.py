@@ -70,9 +70,11 @@ class Remote:
         auth = peer.auth
         token = auth.token()
         cert = (auth.cert_file, auth.key_file) if auth.cert_file and auth.key_file else None
-        self.conn = _HTTPConnection(
-            user=auth.user, password=auth.password(), verify=peer.ca_file or True,
-            version="2.1", auth=_Bearer(token) if token else None, cert=cert)
+        # taxii2-client gives API roots found through discovery these, not its connection.
+        self._credentials: dict[str, Any] = {
+            "user": auth.user, "password": auth.password(), "verify": peer.ca_file or True,
+            "auth": _Bearer(token) if token else None, "cert": cert}
+        self.conn = _HTTPConnection(version="2.1", **self._credentials)
         self._collection_url: str | None = None
 
     def close(self) -> None:
@@ -93,16 +95,19 @@ class Remote:
             return url
         try:
             if url.endswith("/taxii2/"):
-                server = Server(url, conn=self.conn)
-                wanted = self.peer.api_root
-                root = server.default if wanted is None else next(
-                    (r for r in server.api_roots
-                     if wanted in (r.url, r.url.rstrip("/").rsplit("/", 1)[-1])), None)
+                with Server(url, **self._credentials) as server:
+                    wanted = self.peer.api_root
+                    root = server.default if wanted is None else next(
+                        (r for r in server.api_roots
+                         if wanted in (r.url, r.url.rstrip("/").rsplit("/", 1)[-1])), None)
+                    if root is None:
+                        raise PeerError(f"the peer has no API root {wanted!r}")
+                    found = [c.url for c in root.collections if c.id == self.peer.collection]
             else:
                 root = ApiRoot(url, conn=self.conn)
-            if root is None:
-                raise PeerError(f"the peer has no API root {self.peer.api_root!r}")
-            found = [c.url for c in root.collections if c.id == self.peer.collection]
+                found = [c.url for c in root.collections if c.id == self.peer.collection]
+        except requests.HTTPError as exc:
+            raise PeerError(f"the peer's discovery answered {exc}") from None
         except requests.RequestException as exc:
             raise PeerError(f"cannot reach the peer: {exc.__class__.__name__}") from None
         except PeerError:
