@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="run (default) or status")
     sync.add_argument("--peer", action="append", help="only this peer (repeatable)")
     sync.add_argument("--direction", choices=["pull", "push"], help="only this direction")
+    sync.add_argument("--restart", action="store_true",
+                      help="forget the bookmarks first: pull or push everything again (after "
+                      "raising a peer's clearance, say); what is already there stays once")
     return parser
 
 

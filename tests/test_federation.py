@@ -244,3 +244,19 @@ def test_serve_syncs_each_peer_at_its_interval(nodes: tuple[Node, Node]):
     while _key(mine) not in us.stored():
         assert time.monotonic() < deadline, "the EU node did not push by itself"
         time.sleep(0.2)
+
+
+def test_restart_sends_what_a_raised_clearance_now_allows(nodes: tuple[Node, Node]):
+    eu, us = nodes
+    amber = indicator("eu-amber-later", "eu-analyst", "amber")
+    green = indicator("eu-green-after", "eu-analyst", "green")
+    eu.push("eu-analyst", [amber, green])
+    assert eu.sync("--direction", "push") == 0
+    assert _key(green) in us.stored()
+    assert _key(amber) not in us.stored()  # the US node is cleared GREEN at the EU node
+    assert main(["partners", "--file", str(eu.directory / "partners.yaml"), "set", "us-node",
+                 "--clearance", "amber"]) == 0
+    assert eu.sync("--direction", "push") == 0
+    assert _key(amber) not in us.stored()  # past the bookmark: not sent by a plain run
+    assert eu.sync("--direction", "push", "--restart") == 0
+    assert _key(amber) in us.stored()

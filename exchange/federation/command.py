@@ -31,6 +31,9 @@ def sync(args: argparse.Namespace, settings: Settings) -> int:
             for record in federation.status():
                 print(_status_line(record))
             return 0
+        if not federation.peers:
+            print(f"no peers in {settings.peers_file}")
+            return 0
         directions = (args.direction,) if args.direction else (PULL, PUSH)
         failed = False
         for name in args.peer or list(federation.peers):
@@ -42,6 +45,8 @@ def sync(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"{name} {direction}: a sync is running in another process; skipped")
                     continue
                 try:
+                    if args.restart:
+                        federation.forget(name, direction)
                     for run in federation.run([name], [direction]):
                         print(run.line())
                         failed = failed or bool(run.error or run.failed)

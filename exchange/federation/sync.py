@@ -114,6 +114,13 @@ class Federation:
         self._record(key, record, run)
         return run
 
+    def forget(self, name: str, direction: str) -> None:
+        """Drop a peer's bookmark in one direction: the next run starts from the beginning."""
+        key = f"sync:{name}:{direction}"
+        record = self.store.get_state(key)
+        if record is not None:
+            self.store.put_state(key, {k: v for k, v in record.items() if k != "bookmark"})
+
     def status(self) -> list[dict[str, Any]]:
         """Every peer and direction with its record (empty when it never ran)."""
         found = []
