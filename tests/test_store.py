@@ -742,10 +742,13 @@ def test_named_state_survives_and_leases_exclude_other_processes(opener: Opener)
     assert first.get_state("sync:peer:pull") is None
     first.put_state("sync:peer:pull", {"bookmark": "2026-11-01T00:00:00.000000Z"})
     assert second.get_state("sync:peer:pull") == {"bookmark": "2026-11-01T00:00:00.000000Z"}
-    assert first.claim("lease:sync:peer:pull", 30)
-    assert not second.claim("lease:sync:peer:pull", 30)
-    first.release("lease:sync:peer:pull")
-    assert second.claim("lease:sync:peer:pull", 0.05)
+    assert first.claim("lease:sync:peer:pull", 30, "one")
+    assert first.claim("lease:sync:peer:pull", 30, "one")  # renewed by its holder
+    assert not second.claim("lease:sync:peer:pull", 30, "two")
+    second.release("lease:sync:peer:pull", "two")  # not its lease: nothing happens
+    assert not second.claim("lease:sync:peer:pull", 30, "two")
+    first.release("lease:sync:peer:pull", "one")
+    assert second.claim("lease:sync:peer:pull", 0.05, "two")
     time.sleep(0.1)
-    assert first.claim("lease:sync:peer:pull", 30)  # it ran out
+    assert first.claim("lease:sync:peer:pull", 30, "one")  # it ran out
     assert opener().get_state("sync:peer:pull") == {"bookmark": "2026-11-01T00:00:00.000000Z"}

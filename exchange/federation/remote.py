@@ -27,7 +27,7 @@ import requests
 from taxii2client.common import _HTTPConnection
 from taxii2client.v21 import ApiRoot, Server
 
-from ..stix import format_micros, parse_timestamp, to_micros
+from ..stix import SCO_TYPES, format_micros, parse_timestamp, to_micros
 from .peers import Peer
 
 TAXII_21 = "application/taxii+json;version=2.1"
@@ -134,16 +134,23 @@ class Remote:
         The bookmark after a page with more to come sits just before the page's last
         date_added, so objects that share it and spill onto the next page are fetched
         again rather than skipped (storing them again changes nothing). `next` is followed
-        while the peer honours it; without it, added_after is used, and a page that cannot
-        move past one date_added is asked for again with a larger limit.
+        while the peer honours it; when it does not (an expired token, or none given), the
+        query starts again after the bookmark, and a page that cannot move past one
+        date_added is asked for again with a larger limit.
         """
-        limit = self.peer.page_size
-        params: dict[str, Any] = {"limit": limit, "match[version]": "all"}
-        if added_after:
-            params["added_after"] = added_after
         bookmark = added_after
+        query = _query(self.peer.page_size, bookmark)
+        token: str | None = None
         while True:
-            envelope, last = self._page(params)
+            try:
+                envelope, last = self._page({**query, "next": token} if token else query)
+            except PeerError:
+                if token is None:
+                    raise
+                # An expired or refused `next` (medallion's last 30 s): the bookmark covers
+                # everything stored so far, so start again from there, not from the run's start.
+                query, token = _query(query["limit"], bookmark), None
+                continue
             objects = envelope.get("objects", [])
             more = envelope.get("more") is True
             if not isinstance(objects, list):
@@ -152,36 +159,24 @@ class Remote:
                 raise PeerError("the peer's page has no X-TAXII-Date-Added-Last header: "
                                 "it cannot be pulled incrementally")
             resume = (_just_before(last) if more else last) if last else bookmark
-            if more and resume == bookmark and not envelope.get("next"):
+            token = envelope.get("next") if more and isinstance(envelope.get("next"), str) \
+                else None
+            if more and resume == bookmark and token is None:
                 # One date_added fills the whole page: only a larger page gets past it.
-                if limit >= _HARD_LIMIT:
+                if query["limit"] >= _HARD_LIMIT:
                     raise PeerError(f"more than {_HARD_LIMIT} objects share one date_added "
                                     "and the peer gives no `next`")
-                limit = min(limit * 4, _HARD_LIMIT)
-                params["limit"] = limit
+                query = _query(min(query["limit"] * 4, _HARD_LIMIT), bookmark)
                 continue
             yield Page(objects, resume)
             bookmark = resume
             if not more:
                 return
-            params = {"limit": limit, "match[version]": "all"}
-            if envelope.get("next"):
-                params["next"] = envelope["next"]
-                if bookmark:
-                    params["added_after"] = added_after  # the same query, resumed
-            elif bookmark:
-                params["added_after"] = bookmark
+            if token is None:
+                query = _query(query["limit"], bookmark)
 
     def _page(self, params: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
-        url = self.collection_url + "objects/"
-        try:
-            response = self._request("GET", url, params=params)
-        except PeerError:
-            if "next" not in params:
-                raise
-            # An expired or refused `next`: resume from the bookmark instead.
-            retry = {k: v for k, v in params.items() if k != "next"}
-            response = self._request("GET", url, params=retry)
+        response = self._request("GET", self.collection_url + "objects/", params=params)
         return self._decode(response), response.headers.get("X-TAXII-Date-Added-Last")
 
     # -- push ------------------------------------------------------------------------------
@@ -211,10 +206,14 @@ class Remote:
         return result
 
     def has(self, object_id: str, version: Any) -> bool:
-        """Whether the peer holds this object version (any version when none is given)."""
+        """Whether the peer holds this object version (any version when none is given, and
+        for an observable: its version is the time the peer first stored it, so the one a
+        failure names is the time of the refused push)."""
         if not object_id:
             return False
-        params = {"match[version]": version} if isinstance(version, str) and version else {}
+        observable = object_id.split("--", 1)[0] in SCO_TYPES
+        params = {"match[version]": version} \
+            if isinstance(version, str) and version and not observable else {}
         try:
             found = self._json("GET", f"{self.collection_url}objects/{object_id}/",
                                params=params)
@@ -262,6 +261,15 @@ class Remote:
                                 f"{response.text[:300]}")
             return response
         raise PeerError(f"{problem} ({self.retries + 1} attempts)")
+
+
+def _query(limit: int, added_after: str | None) -> dict[str, Any]:
+    """Every version (a pull replicates history), `limit` always (medallion answers 500 to a
+    `next` without it)."""
+    query: dict[str, Any] = {"limit": limit, "match[version]": "all"}
+    if added_after:
+        query["added_after"] = added_after
+    return query
 
 
 def _just_before(timestamp: str) -> str:

@@ -16,8 +16,11 @@ last error. Several server processes may run `serve`: a lease lets one of them r
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +40,9 @@ from .remote import PeerError, Remote
 
 log = logging.getLogger(__name__)
 _SAMPLE = 20  # failures kept in a run record
+# A run holds its peer and direction for this long, renewed after every page: a process that
+# dies (killed, the host lost) gives them up within this time.
+LEASE_SECONDS = 120.0
 _ENVELOPE_MARGIN = 1024  # bytes kept free under the peer's max_content_length
 
 
@@ -53,6 +59,13 @@ class Run:
     failures: list[dict[str, Any]] = field(default_factory=list)
     error: str = ""
     bookmark: Any = None
+    skipped: bool = False  # another process was syncing this peer and direction
+    renew: Callable[[], bool] = field(default=lambda: True, repr=False)  # keeps its lease
+
+    def hold(self) -> None:
+        """Renew the run's lease; stop if another process has taken the sync over."""
+        if not self.renew():
+            raise PeerError("another process took over this sync (its lease ran out)")
 
     def fail(self, items: Iterable[dict[str, Any]]) -> None:
         for item in items:
@@ -61,6 +74,8 @@ class Run:
                 self.failures.append(item)
 
     def line(self) -> str:
+        if self.skipped:
+            return f"{self.peer} {self.direction}: another process is syncing it; skipped"
         verb = "pulled" if self.direction == PULL else "pushed"
         text = (f"{self.peer} {self.direction}: {verb} {self.objects}, unchanged "
                 f"{self.unchanged}, failed {self.failed}")
@@ -92,9 +107,20 @@ class Federation:
         return runs
 
     def sync(self, peer: Peer, direction: str) -> Run:
+        """One run, unless another process holds this peer and direction."""
         key = f"sync:{peer.name}:{direction}"
+        holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4()}"
+        if not self.store.claim(f"lease:{key}", LEASE_SECONDS, holder, _dead):
+            return Run(peer.name, direction, skipped=True)
+        try:
+            return self._sync(peer, direction, key,
+                              lambda: self.store.claim(f"lease:{key}", LEASE_SECONDS, holder))
+        finally:
+            self.store.release(f"lease:{key}", holder)
+
+    def _sync(self, peer: Peer, direction: str, key: str, renew: Callable[[], bool]) -> Run:
         record = self.store.get_state(key) or {}
-        run = Run(peer.name, direction, bookmark=record.get("bookmark"))
+        run = Run(peer.name, direction, bookmark=record.get("bookmark"), renew=renew)
         remote: Remote | None = None
         try:
             partner, collection = self._parties(peer)
@@ -111,7 +137,8 @@ class Federation:
         finally:
             if remote is not None:
                 remote.close()
-        self._record(key, record, run)
+        if not run.skipped:
+            self._record(key, record, run)
         return run
 
     def forget(self, name: str, direction: str) -> None:
@@ -152,6 +179,7 @@ class Federation:
                     run.unchanged += 1
             run.bookmark = page.resume  # stored: the bookmark may move past this page
             self.store.put_state(key, {**record, "bookmark": run.bookmark})
+            run.hold()
 
     def _push(self, peer: Peer, partner: Partner, collection: CollectionDef, remote: Remote,
               run: Run, key: str, record: dict[str, Any]) -> None:
@@ -167,6 +195,7 @@ class Federation:
             if page.last_added is not None:
                 run.bookmark = page.last_added  # the peer's status is complete for all of it
                 self.store.put_state(key, {**record, "bookmark": run.bookmark})
+            run.hold()
             if not page.more:
                 return
 
@@ -217,6 +246,22 @@ class Federation:
         else:
             record["last_success"] = run.started
         self.store.put_state(key, record)
+
+
+def _dead(holder: str) -> bool:
+    """Whether a lease's holder was a process of this host that no longer runs (killed):
+    its lease need not be waited out. A holder on another host runs until its lease ends."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _envelopes(bodies: list[bytes], room: int, run: Run) -> Iterable[bytes]:
@@ -273,12 +318,8 @@ class Syncer:
                     last = (store.get_state(key) or {}).get("last_run", 0)
                     if time.time() - last < peer.interval_seconds:
                         continue
-                    if not store.claim(f"lease:{key}", peer.interval_seconds + 600):
-                        continue
-                    try:
-                        run = self.federation.sync(peer, direction)
+                    run = self.federation.sync(peer, direction)
+                    if not run.skipped:
                         log.info("sync %s", run.line())
-                    finally:
-                        store.release(f"lease:{key}")
                     if self._stop.is_set():
                         return

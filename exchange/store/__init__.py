@@ -49,7 +49,10 @@ class Store(Protocol):
     def put_state(self, name: str, doc: dict[str, Any]) -> None:
         """Durably replace a named document."""
 
-    def claim(self, name: str, lease_seconds: float) -> bool:
-        """Take a named lease unless another process holds one that has not run out."""
+    def claim(self, name: str, lease_seconds: float, holder: str,
+              gone: Callable[[str], bool] = lambda holder: False) -> bool:
+        """Take (or, for the same holder, renew) a named lease unless another holder has
+        one that has not run out and is not `gone` (known to have died)."""
 
-    def release(self, name: str) -> None: ...
+    def release(self, name: str, holder: str) -> None:
+        """Give up a lease this holder has."""

@@ -105,7 +105,8 @@ CREATE INDEX IF NOT EXISTS statuses_pending ON statuses (state) WHERE state = 'p
 CREATE TABLE IF NOT EXISTS state (
     name TEXT PRIMARY KEY,       -- e.g. a peer's pull bookmark
     doc BLOB,                    -- JSON
-    lease REAL                   -- unix time until which one process holds it
+    lease REAL,                  -- unix time until which `holder` holds it
+    holder TEXT
 );
 """
 
@@ -348,19 +349,24 @@ class SQLiteStore:
             conn.execute("INSERT INTO state (name, doc) VALUES (?, ?) ON CONFLICT (name) "
                          "DO UPDATE SET doc = excluded.doc", (name, orjson.dumps(doc)))
 
-    def claim(self, name: str, lease_seconds: float) -> bool:
+    def claim(self, name: str, lease_seconds: float, holder: str,
+              gone: Callable[[str], bool] = lambda holder: False) -> bool:
         now = time.time()
         with self._write() as conn:
-            row = conn.execute("SELECT lease FROM state WHERE name = ?", (name,)).fetchone()
-            if row is not None and row[0] is not None and row[0] > now:
+            row = conn.execute("SELECT lease, holder FROM state WHERE name = ?",
+                               (name,)).fetchone()
+            if row is not None and row[0] is not None and row[0] > now and row[1] != holder \
+                    and not gone(row[1] or ""):
                 return False
-            conn.execute("INSERT INTO state (name, lease) VALUES (?, ?) ON CONFLICT (name) "
-                         "DO UPDATE SET lease = excluded.lease", (name, now + lease_seconds))
+            conn.execute("INSERT INTO state (name, lease, holder) VALUES (?, ?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET lease = excluded.lease, "
+                         "holder = excluded.holder", (name, now + lease_seconds, holder))
         return True
 
-    def release(self, name: str) -> None:
+    def release(self, name: str, holder: str) -> None:
         with self._write() as conn:
-            conn.execute("UPDATE state SET lease = NULL WHERE name = ?", (name,))
+            conn.execute("UPDATE state SET lease = NULL, holder = NULL WHERE name = ? "
+                         "AND holder = ?", (name, holder))
 
     # -- migration ---------------------------------------------------------------------
     def _migrate_v2(self, conn: sqlite3.Connection) -> None:
