@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -295,11 +296,20 @@ def test_missing_collections_dir_is_refused(tmp_path: Path):
 # -- serve -------------------------------------------------------------------------------
 
 @pytest.fixture
-def no_uvicorn(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+def no_uvicorn(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     """Record what `serve` would run instead of serving (a test must never block)."""
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
-    return calls
+    # `serve` hands its options to worker processes through the environment: put it back,
+    # or every server a later test starts would listen where this one was told to.
+    names = ("EXCHANGE_HOST", "EXCHANGE_PORT", "EXCHANGE_CONFIG")
+    saved = {name: os.environ.get(name) for name in names}
+    yield calls
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def serve_config(tmp_path: Path) -> Path:

@@ -21,7 +21,9 @@ A node of this project syncs, through the real `taxii-exchange sync` command or 
   the peer answers properly again. A peer that is down leaves an error and nothing else.
 - a second node of this project. A `sync` killed with SIGKILL in the middle of a pull of
   thousands of objects loses nothing: the next run stores every object exactly once and
-  leaves the bookmark at the peer's last date_added.
+  leaves the bookmark at the peer's last date_added. The peer's server killed with SIGKILL
+  in the middle of a pull ends the run with a clear error and a bookmark no further than
+  what was stored; restarted, it gives the rest to the next run, each object once.
 
 `sync status` names the last success and the last error per peer and direction.
 All data is synthetic (documentation address ranges, `.example` domains).
@@ -799,6 +801,71 @@ def test_a_killed_sync_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
         assert timestamp_micros(node.state("source", "pull")["bookmark"]) == newest
     finally:
         live.stop()
+
+
+def serve(node: Node, port: int) -> subprocess.Popen[bytes]:
+    """`taxii-exchange serve` for a node, in its own process, answering on `port`."""
+    log = node.directory / "serve.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "exchange", "--config", node.config, "serve", "--port",
+             str(port), "--no-access-log"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 20
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/taxii2/", timeout=1)
+            return proc
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+
+
+def test_a_peer_killed_mid_sync_and_restarted_loses_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The peer's server (a second node, its own process) is killed with SIGKILL while a
+    pull of 3000 objects, 25 a page, is under way: the run ends with a clear error and a
+    bookmark no further than what was stored; once the peer is back on the same address,
+    the next run takes the rest, each object once."""
+    source = make_node(tmp_path / "source", "puller", relays=())
+    source_analyst = identity("analyst")
+    objects = [indicator(f"peer-{n}", source_analyst) for n in range(3000)]
+    source.load(objects)
+    monkeypatch.setenv("SOURCE_TOKEN",
+                       partners.rotate(source.directory / "partners.yaml", "puller").token)
+    port = free_port()
+    node = make_node(tmp_path / "node", "source", relays=(source_analyst,))
+    node.peers({"name": "source", "local_collection": "shared", "direction": "pull",
+                "url": f"http://127.0.0.1:{port}/{ROOT}/collections/{LOCAL}/",
+                "page_size": 25, "auth": {"token_env": "SOURCE_TOKEN"}})
+    peer = serve(source, port)
+    try:
+        runs: list[Run] = []
+        syncing = threading.Thread(target=lambda: runs.append(node.run("source", "pull")))
+        syncing.start()
+        deadline = time.monotonic() + 30
+        while count(node) < 50:  # two pages stored
+            assert syncing.is_alive() and time.monotonic() < deadline
+            time.sleep(0.002)
+        peer.send_signal(signal.SIGKILL)
+        peer.wait(timeout=10)
+        syncing.join(timeout=30)
+        at_kill = count(node)
+        assert runs and runs[0].error.startswith("cannot reach the peer"), runs
+        assert 50 <= at_kill < 3000 and runs[0].objects == at_kill
+        # The bookmark is the peer's date_added of a stored object, never a later one.
+        with source.store() as store:
+            added = [e.date_added for e in store.query(
+                Query(collection=LOCAL, limit=5000, versions=(ALL,)), with_body=False).entries]
+        assert timestamp_micros(node.state("source", "pull")["bookmark"]) <= added[at_kill - 1]
+
+        peer = serve(source, port)  # back on the same address
+        assert node.run("source", "pull").objects == 3000 - at_kill
+        assert node.stored() == by_key(objects)
+    finally:
+        peer.kill()
+        peer.wait(timeout=10)
 
 
 def count(node: Node) -> int:
