@@ -26,6 +26,7 @@ bench: $(BIN)/taxii-exchange
 	$(BIN)/python tests/bench/bench_taxii.py
 	$(BIN)/python tests/bench/bench_policy.py
 	$(BIN)/python -m tests.bench.bench_normalize
+	$(BIN)/python tests/bench/bench_federation.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
