@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .audit import Trail
 from .collections import load_collections
 from .config import Settings
 from .errors import ExchangeError
@@ -38,14 +39,16 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         return gate.writer(partner, collection) if partner and collection else None
 
     ingest = Ingest(store, writer)
+    trail = Trail(store)
     services = Services(settings=settings, gate=gate, auth=auth, ingest=ingest,
-                        worker=Worker(ingest))
+                        worker=Worker(ingest), trail=trail)
     syncer = Syncer(Federation(store, gate, ingest, collections, auth.partner,
                                load_peers(settings.peers_file)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.open()  # in the serving process, after any fork
+        trail.start()
         services.worker.start()  # also resumes requests a crash left pending
         syncer.start()  # peers at their intervals, when there are any
         try:
@@ -53,6 +56,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         finally:
             syncer.stop()
             services.worker.stop()
+            trail.stop()  # what waits is appended before the store closes
             store.close()
 
     app = FastAPI(title=settings.title, lifespan=lifespan, docs_url=None, redoc_url=None,

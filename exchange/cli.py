@@ -1,4 +1,4 @@
-"""The `taxii-exchange` command: serve, demo, partners, ingest, formats, sync."""
+"""The `taxii-exchange` command: serve, demo, partners, ingest, formats, sync, audit."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
+
+import orjson
 
 from . import __version__
 from .config import Settings, load_settings
 from .errors import ConfigError
 from .model import TLP_NAMES, TLP_RANKS
 from .policy import partners
+from .stix import to_micros
 
 TLP_CHOICES = list(TLP_RANKS)
 
@@ -101,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--restart", action="store_true",
                       help="forget the bookmarks first: pull or push everything again (after "
                       "raising a peer's clearance, say); what is already there stays once")
+
+    trail = commands.add_parser("audit", help="check or export the audit trail")
+    audit_actions = trail.add_subparsers(dest="action", required=True)
+    verify = audit_actions.add_parser("verify", help="check that no record was edited, "
+                                      "inserted or deleted; print the last record's hash")
+    verify.add_argument("--anchor", metavar="SEQ:HASH",
+                        help="a record's number and hash noted earlier (from a previous "
+                        "verify): it must still be there, unchanged")
+    export = audit_actions.add_parser("export", help="write records as JSON lines")
+    export.add_argument("--since", help="only records made at or after this time "
+                        "(ISO 8601, UTC unless it says otherwise)")
+    export.add_argument("--partner", help="only this partner's records")
+    export.add_argument("--out", help="write here instead of standard output")
     return parser
 
 
@@ -141,6 +159,46 @@ def _line(p: partners.Partner) -> str:
             f"{p.identity}\t{','.join(sorted(p.relay_for))}")
 
 
+def _audit(args: argparse.Namespace, settings: Settings) -> int:
+    from . import audit
+    from .store.sqlite import SQLiteStore
+
+    store = SQLiteStore(settings.store_path)
+    store.open()
+    try:
+        if args.action == "verify":
+            verdict = audit.verify(store, _anchor(args.anchor) if args.anchor else None)
+            for problem in verdict.problems:
+                print(problem)
+            seq, digest = verdict.head
+            state = "BROKEN" if verdict.problems else "intact"
+            print(f"audit trail {state}: {verdict.records} records; last {seq}:{digest}")
+            return 1 if verdict.problems else 0
+        since = _moment(args.since) if args.since else None
+        with ExitStack() as stack:
+            out = stack.enter_context(open(args.out, "wb")) if args.out else sys.stdout.buffer
+            for record in audit.export(store, since, args.partner):
+                out.write(orjson.dumps(record) + b"\n")
+        return 0
+    finally:
+        store.close()
+
+
+def _anchor(text: str) -> tuple[int, str]:
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64:
+        raise ConfigError(f"--anchor takes SEQ:HASH as `audit verify` prints it, not {text!r}")
+    return int(seq), digest.lower()
+
+
+def _moment(text: str) -> int:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since takes an ISO 8601 time, not {text!r}") from None
+    return to_micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -151,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings(args.config)
         if args.command == "partners":
             return _partners(args, settings)
+        if args.command == "audit":
+            return _audit(args, settings)
         if args.command == "sync":
             from .federation.command import sync
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
+from . import audit
 from .errors import Invalid, InvalidObject, Unprocessable
-from .model import ALL, COMPLETE, LAST, Candidate, Entry, Outcome, Query, Status
+from .model import ALL, COMPLETE, LAST, AuditEntry, Candidate, Entry, Outcome, Query, Status
 from .stix import SDO_TYPES, SRO_TYPES, ObjectFacts, check_object, now_micros
 from .store import Store
 
@@ -128,8 +129,10 @@ class Ingest:
         # Requests accepted by this process, already checked: process() need not parse again.
         self._checked: dict[str, Checked] = {}
 
-    def accept(self, *, api_root: str, collection: str, writer: Writer, body: bytes) -> Status:
-        """Check a push and record it durably; raise Invalid/Unprocessable for a bad body."""
+    def accept(self, *, api_root: str, collection: str, writer: Writer, body: bytes,
+               record: Callable[[Status], AuditEntry] | None = None) -> Status:
+        """Check a push and record it durably, with the audit record `record` makes of its
+        status in the same transaction; raise Invalid/Unprocessable for a bad body."""
         checked = check_objects(parse_request(body), writer)
         status = Status(
             id=str(uuid.uuid4()), api_root=api_root, collection=collection,
@@ -141,7 +144,8 @@ class Ingest:
         )
         if not checked.candidates:
             status.status = COMPLETE
-        self.store.save_status(status, None if not checked.candidates else body)
+        self.store.save_status(status, None if not checked.candidates else body,
+                               record(status) if record else None)
         if checked.candidates:
             self._checked[status.id] = checked
         return status
@@ -158,7 +162,8 @@ class Ingest:
         status, body = pending
         checked = self._checked.pop(status_id, None) or self._recheck(status, body)
         return self.store.write(status.collection, checked.candidates, status_id,
-                                lambda outcomes: _complete(status, checked, outcomes))
+                                lambda outcomes: _complete(status, checked, outcomes),
+                                _stored)
 
     def _recheck(self, status: Status, body: bytes) -> Checked:
         """A request accepted by another process (or before a restart): checked again with
@@ -190,11 +195,13 @@ class Ingest:
                                       versions=(LAST,)), with_body=True)
         return page.entries[0] if page.entries else None
 
-    def load(self, *, collection: str, checked: Checked) -> list[Outcome]:
+    def load(self, *, collection: str, checked: Checked,
+             record: Callable[[list[Outcome]], AuditEntry] | None = None) -> list[Outcome]:
         """Store checked objects from a local bulk load (`taxii-exchange ingest`) at once.
 
         The same checks and the same store write as a push; no status is recorded: the input
         file is the durable copy and the command reports what the store did with each object.
+        `record` makes the audit record of the outcomes, written in the same transaction.
         """
         done: list[Outcome] = []
 
@@ -203,8 +210,15 @@ class Ingest:
             return Status(id="", api_root="", collection=collection, partner="",
                           request_timestamp=0, total_count=len(outcomes), status=COMPLETE)
 
-        self.store.write(collection, checked.candidates, None, finish)
+        self.store.write(collection, checked.candidates, None, finish,
+                         (lambda _status: record(done)) if record else None)
         return done
+
+
+def _stored(status: Status) -> AuditEntry:
+    """The audit record of a processed push (its acceptance has one of its own)."""
+    return audit.entry("stored", status.partner, collection=status.collection,
+                       status=status.id, **audit.outcome(status))
 
 
 def _complete(status: Status, checked: Checked, outcomes: list[Outcome]) -> Status:

@@ -147,3 +147,24 @@ class Status:
     @property
     def counts(self) -> tuple[int, int, int]:
         return len(self.successes), len(self.failures), len(self.pendings)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audit record before the store chains it: `body` is canonical JSON that holds `at`
+    and `partner` too (the columns are for finding records; the body is what is hashed)."""
+
+    at: int  # microseconds since the epoch
+    partner: str
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A stored audit record: `hash` chains it to the record before (store/chain.py)."""
+
+    seq: int
+    at: int
+    partner: str
+    body: bytes
+    hash: bytes

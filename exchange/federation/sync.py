@@ -27,10 +27,11 @@ from typing import Any
 
 import orjson
 
+from .. import audit
 from ..collections import CollectionDef, Collections
 from ..errors import ConfigError, ExchangeError, Forbidden
 from ..ingest import Ingest, check_objects
-from ..model import ALL, Filters
+from ..model import ALL, AuditEntry, Filters, Outcome
 from ..policy.gate import Gate
 from ..policy.partners import Partner
 from ..store import Store
@@ -168,7 +169,12 @@ class Federation:
         for page in remote.pages(run.bookmark):
             checked = check_objects(self._new(collection, page.objects, run), writer)
             run.fail(checked.failures)
-            for outcome in self.ingest.load(collection=collection.id, checked=checked):
+            def pulled(done: list[Outcome]) -> AuditEntry:
+                return audit.entry("pull", partner.id, peer=peer.name,
+                                   collection=collection.id, **audit.outcomes(done))
+
+            for outcome in self.ingest.load(collection=collection.id, checked=checked,
+                                            record=pulled):
                 if outcome.conflict:
                     run.fail([{"id": outcome.id, "version": outcome.version,
                                "message": "a different object with this id and version is "
@@ -187,11 +193,16 @@ class Federation:
         while True:
             filters = Filters(limit=peer.page_size, versions=(ALL,), after=run.bookmark)
             page = self.gate.transfer(partner, collection, filters, send_h2=peer.send_h2)
+            failed = run.failed
             for envelope in _envelopes([e.body for e in page.entries], room, run):
                 pushed = remote.push(envelope)
                 run.objects += pushed.successes
                 run.unchanged += pushed.already
                 run.fail(pushed.failures)
+            if page.entries:  # what left this node, whatever the peer made of it
+                self.store.append_audit([audit.entry(
+                    "transfer", partner.id, peer=peer.name, collection=collection.id,
+                    objects=audit.objects(page.entries), failed=run.failed - failed)])
             if page.last_added is not None:
                 run.bookmark = page.last_added  # the peer's status is complete for all of it
                 self.store.put_state(key, {**record, "bookmark": run.bookmark})

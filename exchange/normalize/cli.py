@@ -10,10 +10,12 @@ from pathlib import Path
 
 import yaml
 
+from .. import audit
 from ..collections import load_collections
 from ..config import Settings
 from ..errors import ConfigError
 from ..ingest import Ingest, Writer
+from ..model import AuditEntry, Outcome
 from . import PARSERS
 from .base import Context, Tally
 from .run import Run, progress_stream
@@ -116,8 +118,12 @@ def load(settings: Settings, format_name: str, collection: str,
                     return sys.stderr.write(line.decode())
             # The progress line shares standard error only when rejects go to a file.
             show = progress and rejects
+            def stored(done: list[Outcome]) -> AuditEntry:
+                return audit.entry("ingest", "", collection=target.id, format=format_name,
+                                   files=[str(p) for p in inputs], **audit.outcomes(done))
+
             run = Run(Ingest(store), collection=target.id, writer=writer, rejects=write,
-                      progress=progress_stream() if show else None)
+                      progress=progress_stream() if show else None, record=stored)
             return run.files(parser, inputs, context)
     finally:
         store.close()

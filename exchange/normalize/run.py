@@ -28,7 +28,7 @@ from typing import Any, TextIO
 import orjson
 
 from ..ingest import CONFLICT, Checked, Ingest, Writer, check_objects
-from ..model import Candidate
+from ..model import AuditEntry, Candidate, Outcome
 from .base import Context, Parser, Produced, Reject, Tally, normalize
 from .values import later_by_millisecond
 
@@ -106,8 +106,11 @@ def _size(path: Path) -> int:
 class Run:
     def __init__(self, ingest: Ingest, *, collection: str, writer: Writer,
                  rejects: Callable[[bytes], object], batch: int = BATCH,
-                 progress: TextIO | None = None) -> None:
+                 progress: TextIO | None = None,
+                 record: Callable[[list[Outcome]], AuditEntry] | None = None) -> None:
+        """`record` makes the audit record of each batch stored."""
         self.ingest, self.collection, self.writer = ingest, collection, writer
+        self.record = record
         self.rejects, self.batch_size = rejects, batch
         self.progress = progress
         self.tally = Tally()
@@ -163,7 +166,7 @@ class Run:
 
     def _load(self, batch: Batch, authored: bool) -> None:
         outcomes = self.ingest.load(collection=self.collection,
-                                    checked=Checked(batch.candidates, []))
+                                    checked=Checked(batch.candidates, []), record=self.record)
         conflicts = set()
         for outcome in outcomes:
             if outcome.conflict:

@@ -9,13 +9,14 @@ store itself, so no face can serve something the policy withholds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..collections import CollectionDef, Collections
 from ..config import ApiRootSettings, Settings
 from ..errors import Forbidden, NotFound
 from ..ingest import Writer
-from ..model import ALL, Filters, Page, Query, Status, Visibility
+from ..model import ALL, AuditEntry, Filters, Page, Query, Status, Visibility
 from ..store import Store
 from .access import Access, decide, visibility
 from .partners import Partner
@@ -85,13 +86,15 @@ class Gate:
                 raise NotFound(f"no object {object_id!r} in this collection")
         return page
 
-    def delete(self, partner: Partner, target: Target, filters: Filters) -> int:
+    def delete(self, partner: Partner, target: Target, filters: Filters,
+               audit: Callable[[int], AuditEntry] | None = None) -> int:
         """Delete the versions `filters` select that the partner sees (it needs read and
-        write); a version it does not see is not there for it."""
+        write); a version it does not see is not there for it. `audit` makes the record of
+        how many went, written with the deletion."""
         if not (target.access.read and target.access.write):
             raise Forbidden("deleting needs the right to read and to write this collection")
         query = Query.of(target.collection.id, filters, visibility(partner, target.access))
-        return self.store.delete(query)
+        return self.store.delete(query, audit)
 
     def status(self, partner: Partner, root: str, status_id: str) -> Status:
         """A push's status, only for the partner who pushed."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..model import Candidate, Outcome, Page, Query, Status
+from ..model import AuditEntry, AuditRecord, Candidate, Outcome, Page, Query, Status
 
 
 class Store(Protocol):
@@ -21,19 +21,32 @@ class Store(Protocol):
         at most `query.limit`. The visibility is applied inside the index scans."""
 
     def write(self, collection: str, candidates: Sequence[Candidate], status_id: str | None,
-              finish: Callable[[list[Outcome]], Status]) -> Status | None:
-        """Store candidates and the final status `finish` makes of their outcomes, atomically.
+              finish: Callable[[list[Outcome]], Status],
+              audit: Callable[[Status], AuditEntry] | None = None) -> Status | None:
+        """Store candidates, the final status `finish` makes of their outcomes and the audit
+        record `audit` makes of that status, atomically.
 
         Returns None when the request was already complete (another process did it). With no
         `status_id` (a local bulk load, which keeps its own account) no status is recorded."""
 
-    def delete(self, query: Query) -> int:
+    def delete(self, query: Query, audit: Callable[[int], AuditEntry] | None = None) -> int:
         """Delete every version `query` selects (its limit aside; every spec_version of what
         it matches unless it names some); return how many went. References, flags and the
-        effective ranks of what referenced them follow."""
+        effective ranks of what referenced them follow. When any went, the audit record
+        `audit` makes of their number is written in the same transaction."""
 
-    def save_status(self, status: Status, request: bytes | None) -> None:
-        """Durably record a status; with `request`, the accepted body waiting to be processed."""
+    def save_status(self, status: Status, request: bytes | None,
+                    audit: AuditEntry | None = None) -> None:
+        """Durably record a status; with `request`, the accepted body waiting to be processed;
+        with `audit`, that record in the same transaction."""
+
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        """Append audit records, chained after the last one (store/chain.py), atomically."""
+
+    def audit_records(self, after: int = 0, limit: int = 1000,
+                      since: int | None = None) -> list[AuditRecord]:
+        """Audit records numbered after `after`, in order; with `since` (microseconds), from
+        the first record made at or after it (later ones may be older: check `at`)."""
 
     def get_status(self, api_root: str, status_id: str) -> Status | None: ...
 

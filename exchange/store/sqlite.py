@@ -22,14 +22,26 @@ import orjson
 
 from ..errors import ConfigError
 from ..markings import handling_codes, marking_rank
-from ..model import AMBER, COMPLETE, Candidate, Entry, Outcome, Page, Query, Status
+from ..model import (
+    AMBER,
+    COMPLETE,
+    AuditEntry,
+    AuditRecord,
+    Candidate,
+    Entry,
+    Outcome,
+    Page,
+    Query,
+    Status,
+)
 from ..stix import now_micros, references
+from . import chain
 from .rules import NONE, Row, Versions
 from .sqlite_plan import id_hash, select
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Statements are split on ';' for migrations (executescript would commit halfway): none may
 # appear in a comment.
 SCHEMA = f"""
@@ -108,6 +120,15 @@ CREATE TABLE IF NOT EXISTS state (
     lease REAL,                  -- unix time until which `holder` holds it
     holder TEXT
 );
+-- The audit trail: append-only, each record chained to the one before (store/chain.py).
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY,     -- 1, 2, 3... without gaps
+    at INTEGER NOT NULL,         -- microseconds, as in the body
+    partner TEXT NOT NULL,       -- as in the body
+    body BLOB NOT NULL,          -- canonical JSON, what the hash covers
+    hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 """
 
 _ROW = ("seq, id, type, vkey, version, spec, added, base, bh2, pusher, rank, h2, last, first, "
@@ -224,7 +245,8 @@ class SQLiteStore:
 
     # -- writes ------------------------------------------------------------------------
     def write(self, collection: str, candidates: Sequence[Candidate], status_id: str | None,
-              finish: Callable[[list[Outcome]], Status]) -> Status | None:
+              finish: Callable[[list[Outcome]], Status],
+              audit: Callable[[Status], AuditEntry] | None = None) -> Status | None:
         with self._write() as conn:
             if status_id is not None:
                 row = conn.execute("SELECT state FROM statuses WHERE id = ?",
@@ -253,10 +275,13 @@ class SQLiteStore:
             status = finish(outcomes)
             if status_id is not None:
                 _save_status(conn, status, None)
+            if audit is not None:
+                _append(conn, [audit(status)])
         return status
 
-    def delete(self, query: Query) -> int:
-        """Delete every version `query` selects (its limit aside); return how many went."""
+    def delete(self, query: Query, audit: Callable[[int], AuditEntry] | None = None) -> int:
+        """Delete every version `query` selects (its limit aside); return how many went, with
+        `audit` of that number recorded in the same transaction when any went."""
         with self._write() as conn:
             key = self._key(conn, query.collection, create=False)
             if key is None:
@@ -265,6 +290,8 @@ class SQLiteStore:
             chosen = {(row[0], row[2]) for row in conn.execute(sql, args)}
             if not chosen:
                 return 0
+            if audit is not None:
+                _append(conn, [audit(len(chosen))])
             working = Versions(_Backend(self, conn, key))
             ids = {ident for ident, _ in chosen}
             working.load(ids, bodies=True)
@@ -307,9 +334,30 @@ class SQLiteStore:
               r.key) for r in working.rows_to_update()])
 
     # -- statuses ----------------------------------------------------------------------
-    def save_status(self, status: Status, request: bytes | None) -> None:
+    def save_status(self, status: Status, request: bytes | None,
+                    audit: AuditEntry | None = None) -> None:
         with self._write() as conn:
             _save_status(conn, status, request)
+            if audit is not None:
+                _append(conn, [audit])
+
+    # -- the audit trail ---------------------------------------------------------------
+    def append_audit(self, entries: Sequence[AuditEntry]) -> None:
+        if entries:
+            with self._write() as conn:
+                _append(conn, entries)
+
+    def audit_records(self, after: int = 0, limit: int = 1000,
+                      since: int | None = None) -> list[AuditRecord]:
+        sql = "SELECT seq, at, partner, body, hash FROM audit WHERE seq > ?"
+        args: list[Any] = [after]
+        if since is not None:  # the first record at or after `since`, then in order
+            first = self._conn().execute("SELECT min(seq) FROM audit WHERE at >= ?",
+                                         (since,)).fetchone()[0]
+            args[0] = max(after, (first or 2**62) - 1)
+        rows = self._conn().execute(f"{sql} ORDER BY seq LIMIT ?", [*args, limit]).fetchall()
+        return [AuditRecord(seq, at, str(partner), _bytes(body), _bytes(digest))
+                for seq, at, partner, body, digest in rows]
 
     def get_status(self, api_root: str, status_id: str) -> Status | None:
         row = self._conn().execute(
@@ -530,6 +578,22 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _bytes(value: object) -> bytes:
+    """A BLOB as written, or what an edit made of it (SQLite's string functions give TEXT):
+    the audit check must see the edit, not fail on it."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
+def _append(conn: sqlite3.Connection, entries: Sequence[AuditEntry]) -> None:
+    """Chain entries after the last record, inside the caller's write transaction (which
+    holds SQLite's write lock, so two processes cannot take the same number)."""
+    last = conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+    seq, previous = last or (0, chain.GENESIS)
+    records = chain.extend(seq, previous, entries)
+    conn.executemany("INSERT INTO audit (seq, at, partner, body, hash) VALUES (?, ?, ?, ?, ?)",
+                     [(r.seq, r.at, r.partner, r.body, r.hash) for r in records])
 
 
 def _save_status(conn: sqlite3.Connection, status: Status, request: bytes | None) -> None:

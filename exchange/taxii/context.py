@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..audit import Trail
 from ..config import Settings
 from ..ingest import Ingest, Worker
 from ..policy.auth import Authenticator
@@ -17,3 +18,4 @@ class Services:
     auth: Authenticator
     ingest: Ingest  # every write
     worker: Worker
+    trail: Trail  # read records, batched (writes record theirs in their transaction)

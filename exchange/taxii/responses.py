@@ -45,9 +45,12 @@ def error(status_code: int, title: str, description: str = "",
     return taxii(document, status_code, headers)
 
 
+def http_status(exc: errors.ExchangeError) -> int:
+    return next((c for kind, c in HTTP_STATUS.items() if isinstance(exc, kind)), 500)
+
+
 def domain_error(exc: errors.ExchangeError) -> Response:
-    code = next((c for kind, c in HTTP_STATUS.items() if isinstance(exc, kind)), 500)
-    return error(code, exc.title, exc.description)
+    return error(http_status(exc), exc.title, exc.description)
 
 
 def date_headers(page: Page) -> dict[str, str]:

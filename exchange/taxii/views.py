@@ -1,19 +1,23 @@
 """TAXII 2.1 endpoints (sections 4 and 5). Each handler authenticates, then reads through
-the policy gate or writes through ingest; nothing else."""
+the policy gate or writes through ingest; nothing else. Every request for objects or statuses
+leaves an audit record, whatever its result."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from .. import audit
 from ..collections import CollectionDef
-from ..errors import NotFound, TooLarge
-from ..model import COMPLETE, Page
+from ..errors import ExchangeError, NotFound, TooLarge
+from ..model import COMPLETE, AuditEntry, Page, Status
 from ..policy.access import Access
 from ..policy.partners import Partner
 from . import params, responses
@@ -26,9 +30,46 @@ def _services(request: Request) -> Services:
     return services
 
 
-def _partner(request: Request) -> Partner:
+def _partner(request: Request, seen: Seen | None = None) -> Partner:
     check_accept(request.headers.get("accept"))
-    return _services(request).auth.authenticate(request.headers.get("authorization"))
+    partner = _services(request).auth.authenticate(request.headers.get("authorization"))
+    if seen is not None:
+        seen.partner = partner.id
+    return partner
+
+
+@dataclass
+class Seen:
+    """What an audited request came to: filled in as the handler learns it."""
+
+    partner: str = ""
+    collection: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    recorded: bool = False  # a write recorded itself, in its own transaction
+
+
+def _entry(request: Request, kind: str, seen: Seen, result: int, **fields: Any) -> AuditEntry:
+    return audit.entry(kind, seen.partner, result=result,
+                       endpoint=f"{request.method} {request.url.path}",
+                       query=request.url.query[:2000] or None,
+                       address=request.client.host if request.client else None,
+                       collection=seen.collection, **seen.fields, **fields)
+
+
+@contextmanager
+def _audited(request: Request, kind: str) -> Iterator[Seen]:
+    seen = Seen()
+    trail = _services(request).trail
+    try:
+        yield seen
+    except ExchangeError as exc:
+        trail.record(_entry(request, kind, seen, responses.http_status(exc), error=exc.title))
+        raise
+    except Exception:
+        trail.record(_entry(request, kind, seen, 500, error="server error"))
+        raise
+    if not seen.recorded:
+        trail.record(_entry(request, kind, seen, 200))
 
 
 def _url(request: Request, path: str) -> str:
@@ -66,8 +107,11 @@ def api_root(request: Request, root: str) -> Response:
 
 def get_status(request: Request, root: str, status_id: str) -> Response:
     """4.3 Get Status: GET /{api-root}/status/{status-id}/ (only for the partner who pushed)."""
-    partner = _partner(request)
-    return responses.status(_services(request).gate.status(partner, root, status_id))
+    with _audited(request, "status") as seen:
+        partner = _partner(request, seen)
+        record = _services(request).gate.status(partner, root, status_id)
+        seen.collection, seen.fields["status"] = record.collection, record.id
+        return responses.status(record)
 
 
 def _collection_resource(collection: CollectionDef, access: Access) -> dict[str, Any]:
@@ -96,23 +140,31 @@ def get_collection(request: Request, root: str, collection: str) -> Response:
     return responses.taxii(_collection_resource(target.collection, target.access))
 
 
-def _collection_page(request: Request, root: str, collection: str, *, with_body: bool) -> Page:
+def _collection_page(request: Request, seen: Seen, root: str, collection: str, *,
+                     with_body: bool) -> Page:
     """The one read of a collection's objects, shared by the objects and manifest endpoints."""
     gate = _services(request).gate
-    partner = _partner(request)
+    partner = _partner(request, seen)
     target = gate.target(partner, root, collection, read=True)
+    seen.collection = target.collection.id
     filters = params.build_filters(request.query_params, target.root, params.OBJECTS)
-    return gate.read(partner, target, filters, with_body=with_body)
+    page = gate.read(partner, target, filters, with_body=with_body)
+    seen.fields["objects"] = audit.objects(page.entries)
+    return page
 
 
 def get_objects(request: Request, root: str, collection: str) -> Response:
     """5.4 Get Objects: filters, keyset paging, bodies joined from stored bytes."""
-    return responses.envelope(_collection_page(request, root, collection, with_body=True))
+    with _audited(request, "read") as seen:
+        page = _collection_page(request, seen, root, collection, with_body=True)
+        return responses.envelope(page)
 
 
 def get_manifest(request: Request, root: str, collection: str) -> Response:
     """5.3 Get Object Manifests."""
-    return responses.manifest(_collection_page(request, root, collection, with_body=False))
+    with _audited(request, "read") as seen:
+        page = _collection_page(request, seen, root, collection, with_body=False)
+        return responses.manifest(page)
 
 
 async def add_objects(request: Request, root: str, collection: str) -> Response:
@@ -122,14 +174,22 @@ async def add_objects(request: Request, root: str, collection: str) -> Response:
     so most pushes come back complete and the rest are pending with a status to poll.
     """
     services = _services(request)
-    partner = await run_in_threadpool(_partner, request)
-    check_content_type(request.headers.get("content-type"))
-    target = services.gate.target(partner, root, collection, write=True)
-    body = await _read_body(request, target.root.max_content_length)
-    record = await run_in_threadpool(services.ingest.accept, api_root=root,
-                                     collection=target.collection.id,
-                                     writer=services.gate.writer(partner, target.collection),
-                                     body=body)
+    with _audited(request, "push") as seen:
+        partner = await run_in_threadpool(_partner, request, seen)
+        check_content_type(request.headers.get("content-type"))
+        target = services.gate.target(partner, root, collection, write=True)
+        seen.collection = target.collection.id
+        body = await _read_body(request, target.root.max_content_length)
+
+        def accepted(status: Status) -> AuditEntry:
+            seen.recorded = True
+            return _entry(request, "push", seen, 202, status=status.id,
+                          total=status.total_count, refused=len(status.failures))
+
+        record = await run_in_threadpool(
+            services.ingest.accept, api_root=root, collection=target.collection.id,
+            writer=services.gate.writer(partner, target.collection), body=body,
+            record=accepted)
     if record.status != COMPLETE:
         future = asyncio.wrap_future(services.worker.submit(record.id))
         try:
@@ -155,39 +215,52 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _object_page(request: Request, root: str, collection: str, object_id: str,
+def _object_page(request: Request, seen: Seen, root: str, collection: str, object_id: str,
                  allowed: frozenset[str], *, with_body: bool, all_versions: bool = False) -> Page:
     gate = _services(request).gate
-    partner = _partner(request)
+    partner = _partner(request, seen)
     target = gate.target(partner, root, collection, read=True)
+    seen.collection = target.collection.id
     filters = params.build_filters(request.query_params, target.root, allowed,
                                    object_id=object_id, all_versions=all_versions)
-    return gate.read_object(partner, target, object_id, filters, with_body=with_body)
+    page = gate.read_object(partner, target, object_id, filters, with_body=with_body)
+    seen.fields["objects"] = audit.objects(page.entries)
+    return page
 
 
 def get_object(request: Request, root: str, collection: str, object_id: str) -> Response:
     """5.6 Get an Object: its versions that match (the latest by default)."""
-    page = _object_page(request, root, collection, object_id, params.OBJECT, with_body=True)
-    return responses.envelope(page)
+    with _audited(request, "read") as seen:
+        page = _object_page(request, seen, root, collection, object_id, params.OBJECT,
+                            with_body=True)
+        return responses.envelope(page)
 
 
 def get_versions(request: Request, root: str, collection: str, object_id: str) -> Response:
     """5.8 Get Object Versions: every version, oldest date_added first."""
-    page = _object_page(request, root, collection, object_id, params.VERSIONS, with_body=False,
-                        all_versions=True)
-    return responses.versions(page)
+    with _audited(request, "read") as seen:
+        page = _object_page(request, seen, root, collection, object_id, params.VERSIONS,
+                            with_body=False, all_versions=True)
+        return responses.versions(page)
 
 
 def delete_object(request: Request, root: str, collection: str, object_id: str) -> Response:
     """5.7 Delete an Object: the matching versions (all, unless match[version] narrows)."""
     gate = _services(request).gate
-    partner = _partner(request)
-    target = gate.target(partner, root, collection, read=True, write=True)
-    filters = params.build_filters(request.query_params, target.root, params.OBJECT,
-                                   object_id=object_id, all_versions=True)
-    if not gate.delete(partner, target, filters):
-        raise NotFound(f"no matching version of {object_id!r} in this collection")
-    return responses.raw(b"", 200)
+    with _audited(request, "delete") as seen:
+        partner = _partner(request, seen)
+        target = gate.target(partner, root, collection, read=True, write=True)
+        seen.collection = target.collection.id
+        filters = params.build_filters(request.query_params, target.root, params.OBJECT,
+                                       object_id=object_id, all_versions=True)
+
+        def deleted(count: int) -> AuditEntry:
+            seen.recorded = True
+            return _entry(request, "delete", seen, 200, id=object_id, deleted=count)
+
+        if not gate.delete(partner, target, filters, deleted):
+            raise NotFound(f"no matching version of {object_id!r} in this collection")
+        return responses.raw(b"", 200)
 
 
 def install(app: FastAPI) -> None:

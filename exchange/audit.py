@@ -1,0 +1,197 @@
+"""The audit trail: who read, wrote or changed what, when, from where, with what result.
+
+Records are canonical JSON, chained by hash in the store (store/chain.py). A write's record is
+written in the write's own transaction; reads are many and small, so their records are
+batched (`Trail`) and appended about twice a second in one transaction: a crash loses at most
+that last half second of read records, never a write's. `verify` walks the chain and names
+every record that was edited, inserted or deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .model import AuditEntry, Entry, Outcome, Status
+from .stix import format_micros, now_micros
+from .store import Store
+from .store.chain import GENESIS, link
+
+log = logging.getLogger(__name__)
+
+LISTED = 100  # a page with more objects is recorded by count, digest and date_added range
+
+
+def entry(kind: str, partner: str, **fields: Any) -> AuditEntry:
+    """A record of `kind` (read, status, push, stored, delete, transfer, pull, ingest,
+    admin); fields that are None are left out."""
+    at = now_micros()
+    doc = {"at": format_micros(at), "kind": kind, "partner": partner,
+           **{name: value for name, value in fields.items() if value is not None}}
+    return AuditEntry(at, partner, orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+
+
+def objects(entries: Sequence[Entry]) -> dict[str, Any]:
+    """What a page handed over: every id and version, or for a large page their count, a
+    digest, and the date_added range, which names the same versions in the collection."""
+    if len(entries) <= LISTED:
+        return {"count": len(entries), "versions": [[e.id, e.version] for e in entries]}
+    digest = hashlib.sha256("\n".join(f"{e.id} {e.version}" for e in entries).encode())
+    return {"count": len(entries), "sha256": digest.hexdigest(),
+            "added": [format_micros(entries[0].date_added),
+                      format_micros(entries[-1].date_added)]}
+
+
+def outcome(status: Status) -> dict[str, Any]:
+    """What a processed push did: counts, and the versions stored."""
+    stored = [(d["id"], d["version"]) for d in status.successes if "message" not in d]
+    return {"total": status.total_count, "unchanged": len(status.successes) - len(stored),
+            "failed": len(status.failures), **_stored(stored)}
+
+
+def outcomes(done: Sequence[Outcome]) -> dict[str, Any]:
+    """What a load did (a pull, a feed): counts, and the versions stored."""
+    stored = [(o.id, o.version) for o in done if o.stored and not o.conflict]
+    return {"unchanged": sum(not o.stored and not o.conflict for o in done),
+            "conflicts": sum(o.conflict for o in done), **_stored(stored)}
+
+
+def _stored(versions: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """The versions stored, listed while few, else counted with a digest."""
+    if len(versions) <= LISTED:
+        return {"stored": len(versions), "versions": [list(v) for v in versions]}
+    text = "\n".join(f"{ident} {version}" for ident, version in versions)
+    return {"stored": len(versions), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+class Trail:
+    """Read records, batched: `record` is a list append; a thread appends them to the store."""
+
+    def __init__(self, store: Store, *, interval: float = 0.5, batch: int = 2000) -> None:
+        self.store = store
+        self.interval = interval
+        self.batch = batch
+        self._waiting: list[AuditEntry] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def record(self, item: AuditEntry) -> None:
+        with self._lock:
+            self._waiting.append(item)
+            full = len(self._waiting) >= self.batch
+        if full:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="audit-trail", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.flush()
+
+    def flush(self) -> bool:
+        """Append what waits; False (records kept for the next flush) when the store fails."""
+        with self._lock:
+            taken, self._waiting = self._waiting, []
+        if not taken:
+            return True
+        try:
+            self.store.append_audit(taken)
+        except Exception:
+            log.exception("could not append %d audit records; will retry", len(taken))
+            with self._lock:
+                self._waiting[:0] = taken
+            return False
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if not self.flush():
+                self._stop.wait(self.interval)
+        # The connection this thread opened (the store keeps one per thread).
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass
+class Verdict:
+    records: int = 0
+    head: tuple[int, str] = (0, GENESIS.hex())  # the last record: its number and hash
+    problems: list[str] = field(default_factory=list)
+
+
+def verify(store: Store, anchor: tuple[int, str] | None = None) -> Verdict:
+    """Walk the chain from the first record. Each record must be numbered one after the one
+    before, hash to its stored hash from the stored hash before it (so an edit is named at
+    the record edited, not at every one after), and agree with its columns. `anchor` (a
+    number and hash noted earlier, outside the store) must still be there: a rewrite of the
+    whole chain from some record on cannot keep it."""
+    verdict = Verdict()
+    previous_seq, previous_hash = 0, GENESIS
+    anchor_seen = False
+    while True:
+        batch = store.audit_records(after=previous_seq, limit=5000)
+        if not batch:
+            break
+        for record in batch:
+            verdict.records += 1
+            if record.seq != previous_seq + 1:
+                missing = (f"record {previous_seq + 1}" if record.seq == previous_seq + 2 else
+                           f"records {previous_seq + 1} to {record.seq - 1}")
+                verdict.problems.append(f"{missing} deleted")
+            elif link(previous_hash, record.body) != record.hash:
+                verdict.problems.append(f"record {record.seq} edited or inserted: its hash "
+                                        "does not follow from the record before")
+            try:
+                doc = orjson.loads(record.body)
+                agrees = doc.get("partner") == record.partner and doc.get("at") == \
+                    format_micros(record.at)
+            except orjson.JSONDecodeError:
+                agrees = False
+            if not agrees:
+                verdict.problems.append(f"record {record.seq} edited: its time or partner "
+                                        "differs from its body")
+            if anchor is not None and record.seq == anchor[0]:
+                anchor_seen = True
+                if record.hash.hex() != anchor[1]:
+                    verdict.problems.append(f"record {record.seq} is not the anchored one: "
+                                            "the chain was rewritten")
+            previous_seq, previous_hash = record.seq, record.hash
+    if anchor is not None and not anchor_seen:
+        verdict.problems.append(f"record {anchor[0]} (the anchor) is gone: the chain was cut "
+                                "short")
+    verdict.head = (previous_seq, previous_hash.hex())
+    return verdict
+
+
+def export(store: Store, since: int | None = None, partner: str | None = None
+           ) -> Iterator[dict[str, Any]]:
+    """Records made at or after `since` (microseconds), of one partner if given, in order,
+    each with its number and hash."""
+    after = 0
+    while True:
+        batch = store.audit_records(after=after, limit=5000, since=since)
+        if not batch:
+            return
+        for record in batch:
+            if (since is None or record.at >= since) and partner in (None, record.partner):
+                yield {"seq": record.seq, **orjson.loads(record.body),
+                       "hash": record.hash.hex()}
+        after = batch[-1].seq

@@ -1,0 +1,280 @@
+"""The audit trail: every request for objects or statuses leaves a record (who, from where,
+what, with what result), writes in their own transaction; `audit verify` names every record
+edited, inserted or deleted in the store file; `audit export` hands a data-protection officer
+JSON lines, by time and partner.
+
+Requests go to a real server on loopback; the trail is read back with the real commands.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import io
+import json
+import sqlite3
+import uuid
+from contextlib import redirect_stdout
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exchange.cli import main
+from exchange.store.chain import link
+from tests.conftest import ALICE, HIDDEN, OPEN, READONLY, Env, LiveServer, start_server
+
+TAXII = "application/taxii+json;version=2.1"
+T0 = "2026-11-01T00:00:00.000Z"
+
+
+def indicator(n: int) -> dict[str, Any]:
+    return {"type": "indicator", "spec_version": "2.1",
+            "id": f"indicator--{uuid.uuid5(uuid.NAMESPACE_URL, f'https://audit.example/{n}')}",
+            "created": T0, "modified": T0, "created_by_ref": ALICE, "name": f"audit {n}",
+            "pattern": f"[domain-name:value = 'host{n}.audit.example']",
+            "pattern_type": "stix", "valid_from": T0}
+
+
+def config(env: Env) -> str:
+    return str(env.settings.store_path.parent / "config.yaml")
+
+
+def command(env: Env, *args: str) -> tuple[int, list[str]]:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(["--config", config(env), "audit", *args])
+    return code, out.getvalue().splitlines()
+
+
+def exported(env: Env, *args: str) -> list[dict[str, Any]]:
+    path = env.settings.store_path.parent / "export.jsonl"
+    assert command(env, "export", "--out", str(path), *args)[0] == 0
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def client(live: LiveServer, partner: str) -> httpx.Client:
+    return httpx.Client(base_url=live.root, headers={"Accept": TAXII, "Content-Type": TAXII,
+                                                     **live.env.bearer(partner)})
+
+
+def push(live: LiveServer, partner: str, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    with client(live, partner) as http:
+        answer = http.post(f"collections/{OPEN}/objects/", json={"objects": objects})
+    assert answer.status_code == 202, answer.text
+    status: dict[str, Any] = answer.json()
+    assert status["status"] == "complete"
+    return status
+
+
+@pytest.fixture
+def served(env: Env) -> tuple[Env, LiveServer]:
+    return env, start_server(env)
+
+
+def test_each_request_for_objects_or_statuses_is_recorded(served: tuple[Env, LiveServer]):
+    env, live = served
+    objects = [indicator(n) for n in range(3)]
+    try:
+        status = push(live, "alice", objects)
+        with client(live, "alice") as http:
+            assert http.get(f"collections/{OPEN}/objects/", params={"limit": 2}).is_success
+            assert http.get(f"collections/{OPEN}/manifest/").is_success
+            one = objects[0]["id"]
+            assert http.get(f"collections/{OPEN}/objects/{one}/").is_success
+            assert http.get(f"collections/{OPEN}/objects/{one}/versions/").is_success
+            assert http.get(f"status/{status['id']}/").is_success
+            assert http.delete(f"collections/{OPEN}/objects/{objects[2]['id']}/").is_success
+            assert http.get(f"collections/{HIDDEN}/objects/").status_code == 404
+        with client(live, "bob") as http:
+            assert http.post(f"collections/{READONLY}/objects/",
+                             json={"objects": objects}).status_code == 403
+        assert httpx.get(f"{live.root}collections/{OPEN}/objects/",
+                         headers={"Accept": TAXII, "Authorization": "Bearer wrong"}
+                         ).status_code == 401
+    finally:
+        live.stop()  # the batched read records are appended before the store closes
+
+    records = exported(env)
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    seen = [(r["kind"], r["partner"], r.get("result"), r.get("endpoint", "").split(" ")[0])
+            for r in records]
+    # The push is recorded when accepted (with its address) and when stored, each in the
+    # transaction that wrote it; reads, failures included, as they were answered.
+    expected = [("push", "alice", 202, "POST"), ("stored", "alice", None, ""),
+                ("read", "alice", 200, "GET"), ("read", "alice", 200, "GET"),
+                ("read", "alice", 200, "GET"), ("read", "alice", 200, "GET"),
+                ("status", "alice", 200, "GET"), ("delete", "alice", 200, "DELETE"),
+                ("read", "alice", 404, "GET"), ("push", "bob", 403, "POST"),
+                ("read", "", 401, "GET")]
+    assert sorted(seen, key=str) == sorted(expected, key=str)
+    by_kind = {(r["kind"], r.get("result")): r for r in records}
+    accepted = by_kind[("push", 202)]
+    assert accepted["address"] == "127.0.0.1" and accepted["collection"] == OPEN
+    assert accepted["total"] == 3 and accepted["status"] == status["id"]
+    stored = by_kind[("stored", None)]
+    assert stored["versions"] == [[o["id"], T0] for o in objects]
+    assert stored["stored"] == 3 and stored["status"] == status["id"]
+    page = next(r for r in records if r.get("query") == "limit=2")
+    assert page["objects"] == {"count": 2, "versions": [[o["id"], T0] for o in objects[:2]]}
+    deleted = by_kind[("delete", 200)]
+    assert (deleted["id"], deleted["deleted"]) == (objects[2]["id"], 1)
+    assert by_kind[("push", 403)]["error"] == "Forbidden"
+    assert by_kind[("read", 401)]["error"] == "Authentication required"
+
+
+def test_a_large_page_is_recorded_by_count_digest_and_range(served: tuple[Env, LiveServer]):
+    env, live = served
+    objects = [indicator(n) for n in range(150)]
+    try:
+        push(live, "alice", objects)
+        with client(live, "alice") as http:
+            page = http.get(f"collections/{OPEN}/objects/")
+        assert len(page.json()["objects"]) == 150
+    finally:
+        live.stop()
+    [read] = [r for r in exported(env) if r["kind"] == "read"]
+    assert read["objects"]["count"] == 150 and len(read["objects"]["sha256"]) == 64
+    assert read["objects"]["added"] == [page.headers["X-TAXII-Date-Added-First"],
+                                        page.headers["X-TAXII-Date-Added-Last"]]
+
+
+def test_export_takes_records_since_a_time_and_of_one_partner(served: tuple[Env, LiveServer]):
+    env, live = served
+    try:
+        push(live, "alice", [indicator(1)])
+        with client(live, "bob") as http:
+            assert http.get(f"collections/{READONLY}/objects/").is_success
+    finally:
+        live.stop()
+    every = exported(env)
+    assert {r["partner"] for r in every} == {"alice", "bob"}
+    assert {r["partner"] for r in exported(env, "--partner", "bob")} == {"bob"}
+    last = every[-1]["at"]
+    assert [r["seq"] for r in exported(env, "--since", last)] == \
+        [r["seq"] for r in every if r["at"] >= last]
+    assert exported(env, "--since", "2999-01-01") == []
+
+
+# -- tampering --------------------------------------------------------------------------------
+def trail_of(env: Env, requests: int = 8) -> Path:
+    """A store whose trail holds a push and some reads."""
+    live = start_server(env)
+    try:
+        push(live, "alice", [indicator(1)])
+        with client(live, "alice") as http:
+            for _ in range(requests):
+                assert http.get(f"collections/{OPEN}/objects/").is_success
+    finally:
+        live.stop()
+    return env.settings.store_path
+
+
+def tamper(path: Path, *statements: tuple[str, tuple[Any, ...]]) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        for sql, args in statements:
+            conn.execute(sql, args)
+    conn.close()
+
+
+def rechain(path: Path, start: int) -> None:
+    """Recompute every hash from record `start` on, as a forger with the file could."""
+    conn = sqlite3.connect(path)
+    with conn:
+        previous = conn.execute("SELECT hash FROM audit WHERE seq = ?", (start - 1,)).fetchone()
+        digest = previous[0]
+        for seq, body in conn.execute("SELECT seq, body FROM audit WHERE seq >= ? ORDER BY seq",
+                                      (start,)).fetchall():
+            digest = link(digest, body if isinstance(body, bytes) else body.encode())
+            conn.execute("UPDATE audit SET hash = ? WHERE seq = ?", (digest, seq))
+    conn.close()
+
+
+def head(env: Env) -> str:
+    code, lines = command(env, "verify")
+    assert code == 0, lines
+    return lines[-1].rsplit(" ", 1)[1]
+
+
+def test_verify_passes_an_untouched_trail_and_prints_its_head(env: Env):
+    trail_of(env)
+    code, lines = command(env, "verify")
+    assert code == 0
+    assert lines[-1].startswith("audit trail intact: 10 records; last 10:")
+    assert command(env, "verify", "--anchor", head(env))[0] == 0
+
+
+@pytest.mark.parametrize("statements, named", [
+    pytest.param([("UPDATE audit SET body = replace(body, '\"alice\"', '\"carol\"') "
+                   "WHERE seq = 4", ())],
+                 ["record 4 edited or inserted: its hash does not follow from the record "
+                  "before", "record 4 edited: its time or partner differs from its body"],
+                 id="body edited"),
+    pytest.param([("UPDATE audit SET partner = 'carol' WHERE seq = 5", ())],
+                 ["record 5 edited: its time or partner differs from its body"],
+                 id="partner column edited"),
+    pytest.param([("DELETE FROM audit WHERE seq = 6", ())], ["record 6 deleted"],
+                 id="one record deleted"),
+    pytest.param([("DELETE FROM audit WHERE seq BETWEEN 3 AND 5", ())],
+                 ["records 3 to 5 deleted"], id="three records deleted"),
+    pytest.param([("UPDATE audit SET seq = -seq WHERE seq >= 7", ()),
+                  ("UPDATE audit SET seq = 1 - seq WHERE seq < 0", ()),
+                  ("INSERT INTO audit (seq, at, partner, body, hash) SELECT 7, at, partner, "
+                   "body, hash FROM audit WHERE seq = 6", ())],
+                 ["record 7 edited or inserted: its hash does not follow from the record "
+                  "before"], id="record inserted"),
+])
+def test_verify_names_every_record_edited_inserted_or_deleted(
+        env: Env, statements: list[tuple[str, tuple[Any, ...]]], named: list[str]):
+    path = trail_of(env)
+    tamper(path, *[(sql, args) for sql, args in statements])
+    code, lines = command(env, "verify")
+    assert code == 1
+    assert lines[:-1] == named
+    assert lines[-1].startswith("audit trail BROKEN")
+
+
+def test_an_anchor_catches_a_rewritten_or_shortened_chain(env: Env):
+    path = trail_of(env)
+    anchor = head(env)  # noted outside the store, e.g. in the operator's log
+    tamper(path, ("UPDATE audit SET body = replace(body, '\"alice\"', '\"carol\"'), "
+                  "partner = 'carol' WHERE seq = 3", ()))
+    rechain(path, 3)
+    assert command(env, "verify")[0] == 0  # the chain alone cannot tell
+    code, lines = command(env, "verify", "--anchor", anchor)
+    assert code == 1 and lines[0] == "record 10 is not the anchored one: the chain was rewritten"
+
+    tamper(path, ("DELETE FROM audit WHERE seq >= 9", ()))
+    code, lines = command(env, "verify", "--anchor", anchor)
+    assert code == 1 and lines[0] == "record 10 (the anchor) is gone: the chain was cut short"
+
+
+@pytest.mark.parametrize("anchor", ["10", "ten:" + "0" * 64, "10:abc"])
+def test_a_malformed_anchor_is_refused(env: Env, anchor: str, capsys):
+    trail_of(env, requests=0)
+    assert main(["--config", config(env), "audit", "verify", "--anchor", anchor]) == 2
+    assert "--anchor takes SEQ:HASH" in capsys.readouterr().err
+
+
+def test_pushes_from_several_threads_chain_without_gaps(served: tuple[Env, LiveServer]):
+    env, live = served
+    try:
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda n: push(live, "alice", [indicator(n)]), range(20)))
+    finally:
+        live.stop()
+    code, lines = command(env, "verify")
+    assert code == 0 and lines[-1].startswith("audit trail intact: 40 records")
+
+
+def test_requests_that_hand_over_no_objects_are_not_recorded(served: tuple[Env, LiveServer]):
+    """Discovery, the API root and the collections: nothing about objects changes hands."""
+    env, live = served
+    try:
+        with client(live, "alice") as http:
+            for path in (f"{live.url}taxii2/", "", "collections/", f"collections/{OPEN}/"):
+                assert http.get(path).is_success
+    finally:
+        live.stop()
+    assert exported(env) == []
