@@ -86,6 +86,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     app.add_middleware(TrailingSlash)
     app.add_middleware(ServerError)
+    app.add_middleware(RequestBounds, max_url=settings.max_url_bytes,
+                       max_headers=settings.max_header_bytes)
     return app
 
 
@@ -131,6 +133,33 @@ class ServerError:
                 raise
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await _failure()(scope, receive, send)
+
+
+class RequestBounds:
+    """A request target over max_url_bytes is answered 414, headers over max_header_bytes 431,
+    before any endpoint parses them (the HTTP parser's own, larger bound is in wire.py)."""
+
+    def __init__(self, app: ASGIApp, max_url: int, max_headers: int) -> None:
+        self.app, self.max_url, self.max_headers = app, max_url, max_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            target = len(scope.get("raw_path") or scope["path"].encode()) + \
+                (len(query) + 1 if query else 0)
+            headers = sum(len(name) + len(value) for name, value in scope["headers"])
+            if target > self.max_url:
+                await responses.error(414, "URI too long", f"the request target is {target} "
+                                      f"bytes; this server takes at most {self.max_url} "
+                                      "(max_url_bytes)")(scope, receive, send)
+                return
+            if headers > self.max_headers:
+                await responses.error(431, "Request header fields too large",
+                                      f"the headers are {headers} bytes; this server takes at "
+                                      f"most {self.max_headers} (max_header_bytes)")(
+                                          scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class TrailingSlash:
