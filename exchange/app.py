@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +25,7 @@ from .policy.gate import Gate
 from .store import Store
 from .taxii import extensions, responses, views
 from .taxii.context import Services
+from .taxii.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     ingest = Ingest(store, writer)
     services = Services(settings=settings, gate=gate, auth=auth, ingest=ingest,
-                        worker=Worker(ingest))
+                        worker=Worker(ingest),
+                        limiter=RateLimiter(settings.rate_limit_per_second,
+                                            settings.rate_limit_burst))
     syncer = Syncer(Federation(store, gate, ingest, collections, auth.partner,
                                load_peers(settings.peers_file)))
 
@@ -128,6 +132,8 @@ class ServerError:
 
         try:
             await self.app(scope, receive, watch)
+        except ClientDisconnect:
+            return  # the client left (or its request timed out): nobody to answer
         except Exception:
             if started:  # half an answer is out: only dropping the connection can tell
                 raise

@@ -7,6 +7,7 @@ Every refusal is a TAXII error body with the TAXII media type, whoever answers i
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import select
@@ -23,7 +24,16 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ALICE, API_ROOT, OPEN, Env, free_port, write_env
+from tests.conftest import (
+    ALICE,
+    API_ROOT,
+    OPEN,
+    Env,
+    LiveServer,
+    free_port,
+    start_server,
+    write_env,
+)
 
 TAXII = "application/taxii+json;version=2.1"
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,3 +197,137 @@ def test_bad_http_is_a_taxii_400(served: Served, request_bytes: bytes):
     answer = exchange(served, request_bytes)
     assert answer.status == 400
     assert answer.error()["title"] == "Bad Request"
+
+
+# -- timeouts: the serve process above waits 1 s for a request, 1 s on an idle connection ----
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("sent", [
+    pytest.param(b"", id="a connection that sends nothing"),
+    pytest.param(b"GET /taxii2/ HTTP/1.1\r\nHost: limits.example\r\n",
+                 id="a head that stops half way"),
+    pytest.param(b"POST " + OBJECTS.encode() + b" HTTP/1.1\r\nHost: limits.example\r\n"
+                 b"Accept: " + TAXII.encode() + b"\r\nAuthorization: Bearer TOKEN\r\n"
+                 b"Content-Type: " + TAXII.encode() + b"\r\nContent-Length: 1000\r\n\r\n"
+                 b'{"objects": [', id="a body that stops half way"),
+])
+def test_a_request_that_does_not_arrive_in_time_is_408(served: Served, sent: bytes):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+        sock.sendall(sent.replace(b"TOKEN", served.token().encode()))
+        answer = read_answer(sock)
+        assert answer.status == 408
+        assert "request_timeout_seconds" in answer.error()["description"]
+        assert read_until_closed(sock) == b""
+
+
+def test_an_idle_keep_alive_connection_is_closed(served: Served):
+    with socket.create_connection(("127.0.0.1", served.port), timeout=30) as sock:
+        for _ in range(2):  # kept alive between requests that follow each other
+            sock.sendall(get(served, "/taxii2/"))
+            assert read_answer(sock).status == 200
+        assert read_until_closed(sock) == b""  # then closed once idle
+
+
+# -- rate per partner and the shape of pushed bodies: through the live server --------------
+
+def live_with(env: Env, **limits: object) -> LiveServer:
+    return start_server(Env(dataclasses.replace(env.settings, **limits), env.credentials))
+
+
+@pytest.fixture
+def throttled(env: Env) -> Iterator[LiveServer]:
+    """Three requests per partner, then none for 100 s."""
+    server = live_with(env, rate_limit_burst=3, rate_limit_per_second=0.01)
+    yield server
+    server.stop()
+
+
+def test_rate_limit_is_per_partner_with_retry_after(throttled: LiveServer):
+    env = throttled.env
+    alice_basic = httpx.Client(auth=env.basic("alice"), headers={"Accept": TAXII})
+    alice_bearer = httpx.Client(headers={"Accept": TAXII, **env.bearer("alice")})
+    bob = httpx.Client(headers={"Accept": TAXII, **env.bearer("bob")})
+    nobody = httpx.Client(headers={"Accept": TAXII})
+    with alice_basic, alice_bearer, bob, nobody:
+        url = throttled.url + "taxii2/"
+        for _ in range(5):  # refused credentials spend no one's allowance
+            assert nobody.get(url).status_code == 401
+        # alice's three, whichever credential she signs in with
+        assert [c.get(url).status_code for c in (alice_basic, alice_bearer, alice_basic)] == \
+            [200, 200, 200]
+        for client in (alice_bearer, alice_basic):
+            refused = client.get(url)
+            assert refused.status_code == 429
+            assert refused.headers["content-type"] == TAXII
+            assert refused.json()["http_status"] == "429"
+            assert "rate_limit_per_second" in refused.json()["description"]
+            assert 1 <= int(refused.headers["Retry-After"]) <= 100
+        # a push is refused before its body is looked at
+        pushed = alice_bearer.post(throttled.collection() + "objects/",
+                                   json={"objects": [indicator(1)]},
+                                   headers={"Content-Type": TAXII})
+        assert pushed.status_code == 429
+        # bob has his own bucket
+        assert [bob.get(url).status_code for _ in range(3)] == [200, 200, 200]
+        assert bob.get(url).status_code == 429
+
+
+def test_rate_limit_zero_is_off(env: Env):
+    server = live_with(env, rate_limit_per_second=0, rate_limit_burst=1)
+    try:
+        with httpx.Client(headers={"Accept": TAXII, **env.bearer("alice")}) as client:
+            assert {client.get(server.url + "taxii2/").status_code for _ in range(20)} == {200}
+    finally:
+        server.stop()
+
+
+def nested(depth: int) -> object:
+    """A value that, inside an object inside the envelope, makes the body `depth` deep."""
+    value: object = "deep"
+    for _ in range(depth - 3):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    pytest.param({"objects": [{**indicator(1), "x_list": nested(8)}]}, 202, "",
+                 id="nesting 8 deep, at the bound -> 202"),
+    pytest.param({"objects": [{**indicator(1), "x_list": nested(9)}]}, 400, "max_json_depth",
+                 id="nesting 9 deep -> 400"),
+    pytest.param("[" * 400_000 + "]" * 400_000, 400, "max_json_depth",
+                 id="800 KB of brackets -> 400 before parsing"),
+    pytest.param({"objects": [{**indicator(1), "description": "[{" * 500}]}, 202, "",
+                 id="brackets inside a string do not nest -> 202"),
+    pytest.param({"objects": [{**indicator(1), "description": "d" * 2048}]}, 202, "",
+                 id="string of 2048 bytes, at the bound -> 202"),
+    pytest.param({"objects": [{**indicator(1), "description": "d" * 2049}]}, 413,
+                 "max_string_bytes", id="string of 2049 bytes -> 413"),
+    pytest.param({"objects": [{**indicator(1), "description": '"' * 1100}]}, 413,
+                 "max_string_bytes", id="string of 1100 quotes (2200 bytes escaped) -> 413"),
+    pytest.param({"objects": [{**indicator(1), "x_" + "k" * 3000: 1}]}, 413,
+                 "max_string_bytes", id="property name of 3000 bytes -> 413"),
+])
+def test_pushed_body_depth_and_strings(env: Env, body: object, status: int, says: str):
+    server = live_with(env, max_json_depth=8, max_string_bytes=2048)
+    try:
+        with httpx.Client(headers={"Accept": TAXII, "Content-Type": TAXII,
+                                   **env.bearer("alice")}) as client:
+            content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            answer = client.post(server.collection() + "objects/", content=content)
+            assert answer.status_code == status, answer.text
+            assert answer.headers["content-type"] == TAXII
+            stored = client.get(server.collection() + "objects/").json().get("objects", [])
+            if status == 202:
+                assert answer.json()["success_count"] == 1, answer.text
+                assert len(stored) == 1
+            else:
+                assert says in answer.json()["description"]
+                assert stored == []  # nothing stored
+    finally:
+        server.stop()

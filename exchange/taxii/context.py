@@ -8,6 +8,7 @@ from ..config import Settings
 from ..ingest import Ingest, Worker
 from ..policy.auth import Authenticator
 from ..policy.gate import Gate
+from .ratelimit import RateLimiter
 
 
 @dataclass(frozen=True)
@@ -17,3 +18,4 @@ class Services:
     auth: Authenticator
     ingest: Ingest  # every write
     worker: Worker
+    limiter: RateLimiter  # requests per partner

@@ -22,6 +22,7 @@ HTTP_STATUS: dict[type[errors.ExchangeError], int] = {
     errors.TooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.Unprocessable: 422,
+    errors.RateLimited: 429,
 }
 CHALLENGE = 'Basic realm="taxii-exchange", charset="UTF-8", Bearer realm="taxii-exchange"'
 
@@ -47,7 +48,10 @@ def error(status_code: int, title: str, description: str = "",
 
 def domain_error(exc: errors.ExchangeError) -> Response:
     code = next((c for kind, c in HTTP_STATUS.items() if isinstance(exc, kind)), 500)
-    return error(code, exc.title, exc.description)
+    headers = None
+    if isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return error(code, exc.title, exc.description, headers)
 
 
 def date_headers(page: Page) -> dict[str, str]:

@@ -4,6 +4,7 @@ the policy gate or writes through ingest; nothing else."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -12,11 +13,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from ..collections import CollectionDef
-from ..errors import NotFound, TooLarge
-from ..model import COMPLETE, Page
+from ..errors import NotFound, RateLimited, TooLarge
+from ..model import COMPLETE, Page, Status
 from ..policy.access import Access
 from ..policy.partners import Partner
-from . import params, responses
+from . import bodylimits, params, responses
 from .context import Services
 from .media import check_accept, check_content_type
 
@@ -28,7 +29,15 @@ def _services(request: Request) -> Services:
 
 def _partner(request: Request) -> Partner:
     check_accept(request.headers.get("accept"))
-    return _services(request).auth.authenticate(request.headers.get("authorization"))
+    services = _services(request)
+    partner = services.auth.authenticate(request.headers.get("authorization"))
+    wait = services.limiter.take(partner.id)  # after authentication: per partner
+    if wait:
+        raise RateLimited(f"more than {services.settings.rate_limit_per_second:g} requests per "
+                          f"second (rate_limit_per_second, burst rate_limit_burst "
+                          f"{services.settings.rate_limit_burst}); try again later",
+                          math.ceil(wait))
+    return partner
 
 
 def _url(request: Request, path: str) -> str:
@@ -126,10 +135,15 @@ async def add_objects(request: Request, root: str, collection: str) -> Response:
     check_content_type(request.headers.get("content-type"))
     target = services.gate.target(partner, root, collection, write=True)
     body = await _read_body(request, target.root.max_content_length)
-    record = await run_in_threadpool(services.ingest.accept, api_root=root,
-                                     collection=target.collection.id,
-                                     writer=services.gate.writer(partner, target.collection),
-                                     body=body)
+    settings = services.settings
+
+    def accept() -> Status:
+        bodylimits.check(body, settings.max_json_depth, settings.max_string_bytes)
+        return services.ingest.accept(api_root=root, collection=target.collection.id,
+                                      writer=services.gate.writer(partner, target.collection),
+                                      body=body)
+
+    record = await run_in_threadpool(accept)
     if record.status != COMPLETE:
         future = asyncio.wrap_future(services.worker.submit(record.id))
         try:
