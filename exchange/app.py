@@ -23,7 +23,7 @@ from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
 from .store import Store
-from .taxii import extensions, responses, views
+from .taxii import extensions, openapi, responses, views
 from .taxii.context import Services
 from .taxii.ratelimit import RateLimiter
 
@@ -63,6 +63,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
                   openapi_url=None, redirect_slashes=False)
     app.state.services = services
     extensions.install(app)  # before the TAXII routes: /{root}/ would take /extensions/
+    openapi.install(app)  # likewise /openapi.json/
     views.install(app)
 
     @app.exception_handler(ExchangeError)
