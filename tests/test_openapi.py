@@ -1,19 +1,37 @@
-"""The OpenAPI document of the TAXII API: it describes the routes the server really has, and it
-is served without credentials."""
+"""The OpenAPI document of the TAXII API: it describes the routes the server really has, it is
+served without credentials, and the server keeps to it under schemathesis (a real server on
+loopback, a few synthetic objects, signed in as a partner)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis import checks
 from starlette.routing import Route
 
 from exchange.app import create_app
 from exchange.store.sqlite import SQLiteStore
 from exchange.taxii import openapi, params
-from tests.conftest import OPEN, Env, LiveServer
+from tests.conftest import (
+    ALICE,
+    API_ROOT,
+    HIDDEN,
+    OPEN,
+    READONLY,
+    Env,
+    LiveServer,
+    start_server,
+    write_env,
+)
 
 TAXII = "application/taxii+json;version=2.1"
 # FastAPI's path parameter names, as the document names them.
@@ -70,6 +88,79 @@ def test_the_document_is_served_to_anyone(live: LiveServer, headers: dict[str, s
         assert answer.headers["content-type"] == "application/json"
         assert answer.json() == openapi.document()
         assert OPEN not in answer.text and "alice" not in answer.text
+
+
+# -- schemathesis against a live server -------------------------------------------------------
+
+def sid(kind: str, n: int) -> str:
+    return f"{kind}--{uuid.uuid5(uuid.NAMESPACE_URL, f'https://contract.example/{n}')}"
+
+
+def indicator(n: int, modified: str = "2026-01-01T00:00:00.000Z") -> dict[str, Any]:
+    return {"type": "indicator", "spec_version": "2.1", "id": sid("indicator", n),
+            "created": "2026-01-01T00:00:00.000Z", "modified": modified,
+            "created_by_ref": ALICE, "pattern": f"[ipv4-addr:value = '192.0.2.{n}']",
+            "pattern_type": "stix", "valid_from": "2026-01-01T00:00:00Z"}
+
+
+SEEDED = [indicator(n) for n in range(5)] + [indicator(0, "2026-02-01T00:00:00.000Z")] + [
+    {"type": "ipv4-addr", "spec_version": "2.1", "id": sid("ipv4-addr", 9),
+     "value": "198.51.100.9"}]
+
+
+@pytest.fixture(scope="module")
+def contract(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, str]]:
+    """A live server holding a few synthetic objects, and the id of alice's push."""
+    env = write_env(tmp_path_factory.mktemp("contract"), max_page_size=5, default_page_size=3)
+    # Unthrottled, so every generated request reaches its endpoint (429 is in the document).
+    env = Env(dataclasses.replace(env.settings, rate_limit_per_second=0), env.credentials)
+    server = start_server(env)
+    pushed = httpx.post(server.collection() + "objects/", json={"objects": SEEDED},
+                        headers={"Accept": TAXII, "Content-Type": TAXII, **env.bearer("alice")})
+    assert pushed.json()["success_count"] == len(SEEDED), pushed.text
+    yield server, pushed.json()["id"]
+    server.stop()
+
+
+PUSHED = "the-status-of-the-seeded-push"  # replaced by its id when a request is made
+
+
+def steered(document: dict[str, Any]) -> dict[str, Any]:
+    """The document, with path parameters drawn from what the server holds (and one unknown
+    value each), so generated requests reach real objects instead of a 404 each. Only what is
+    generated changes: responses are checked against the document as it is served (the same
+    document: see test_the_document_is_served_to_anyone)."""
+    values = {
+        "api_root": [API_ROOT, "nowhere"],
+        "collection_id": [OPEN, "open", READONLY, HIDDEN, "no-such-collection"],
+        "object_id": [SEEDED[0]["id"], SEEDED[3]["id"], SEEDED[-1]["id"],
+                      sid("malware", 1), "not-an-id"],
+        "status_id": [PUSHED, "4c7bd1f4-5a2e-4a57-9a55-6d5c2a8e1f00"],
+    }
+    for name, choices in values.items():
+        document["components"]["parameters"][name]["schema"] = {"enum": choices}
+    return document
+
+
+schema = schemathesis.openapi.from_dict(steered(openapi.document()))
+
+
+# One test per operation, each with up to 100 generated requests (valid and invalid ones):
+# about 15 s in all on two cores.
+@schema.parametrize()
+@settings(max_examples=100, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+def test_the_server_keeps_to_its_document(case: Any, contract: tuple[LiveServer, str]):
+    server, status_id = contract
+    if (case.path_parameters or {}).get("status_id") == PUSHED:
+        case.path_parameters["status_id"] = status_id
+    headers = {"Accept": TAXII, **server.env.bearer("alice")}
+    if case.method == "POST" and case.media_type == TAXII:
+        headers["Content-Type"] = TAXII
+    case.call_and_validate(base_url=server.url.rstrip("/"), headers=headers, checks=[
+        checks.not_a_server_error, checks.status_code_conformance,
+        checks.content_type_conformance, checks.response_schema_conformance,
+        checks.response_headers_conformance])
 
 
 def test_the_document_is_json_serialisable():
