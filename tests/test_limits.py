@@ -77,7 +77,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         [sys.executable, "-m", "exchange", "--config", str(config), "serve", "--port",
          str(port), "--no-access-log"],
         cwd=ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        # Settings come from the config file only: other tests may leave EXCHANGE_* behind.
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")},
+             "PYTHONPATH": str(ROOT)})
     served = Served(port, env, proc)
     try:
         deadline = time.monotonic() + 30
