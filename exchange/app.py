@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,8 +24,9 @@ from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
 from .store import Store
-from .taxii import extensions, responses, views
+from .taxii import extensions, openapi, responses, views
 from .taxii.context import Services
+from .taxii.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     ingest = Ingest(store, writer)
     trail = Trail(store)
     services = Services(settings=settings, gate=gate, auth=auth, ingest=ingest,
-                        worker=Worker(ingest), trail=trail)
+                        worker=Worker(ingest), trail=trail,
+                        limiter=RateLimiter(settings.rate_limit_per_second,
+                                            settings.rate_limit_burst))
     syncer = Syncer(Federation(store, gate, ingest, collections, auth.partner,
                                load_peers(settings.peers_file)))
 
@@ -63,6 +67,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
                   openapi_url=None, redirect_slashes=False)
     app.state.services = services
     extensions.install(app)  # before the TAXII routes: /{root}/ would take /extensions/
+    openapi.install(app)  # likewise /openapi.json/
     views.install(app)
 
     @app.exception_handler(ExchangeError)
@@ -90,6 +95,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     app.add_middleware(TrailingSlash)
     app.add_middleware(ServerError)
+    app.add_middleware(RequestBounds, max_url=settings.max_url_bytes,
+                       max_headers=settings.max_header_bytes)
     return app
 
 
@@ -130,11 +137,40 @@ class ServerError:
 
         try:
             await self.app(scope, receive, watch)
+        except ClientDisconnect:
+            return  # the client left (or its request timed out): nobody to answer
         except Exception:
             if started:  # half an answer is out: only dropping the connection can tell
                 raise
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             await _failure()(scope, receive, send)
+
+
+class RequestBounds:
+    """A request target over max_url_bytes is answered 414, headers over max_header_bytes 431,
+    before any endpoint parses them (the HTTP parser's own, larger bound is in wire.py)."""
+
+    def __init__(self, app: ASGIApp, max_url: int, max_headers: int) -> None:
+        self.app, self.max_url, self.max_headers = app, max_url, max_headers
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"")
+            target = len(scope.get("raw_path") or scope["path"].encode()) + \
+                (len(query) + 1 if query else 0)
+            headers = sum(len(name) + len(value) for name, value in scope["headers"])
+            if target > self.max_url:
+                await responses.error(414, "URI too long", f"the request target is {target} "
+                                      f"bytes; this server takes at most {self.max_url} "
+                                      "(max_url_bytes)")(scope, receive, send)
+                return
+            if headers > self.max_headers:
+                await responses.error(431, "Request header fields too large",
+                                      f"the headers are {headers} bytes; this server takes at "
+                                      f"most {self.max_headers} (max_header_bytes)")(
+                                          scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class TrailingSlash:

@@ -34,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default from settings: 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.add_argument("--max-request-head-bytes", type=int, metavar="N",
+                       help="the HTTP parser's bound on a request line and headers (default "
+                       "from settings: 65536)")
+    serve.add_argument("--request-timeout", type=float, metavar="SECONDS",
+                       help="time for a request to arrive (default from settings: 60)")
+    serve.add_argument("--keep-alive", type=int, metavar="SECONDS",
+                       help="idle keep-alive connections close after this (default from "
+                       "settings: 5)")
 
     demo = commands.add_parser("demo", help="serve demo data with freshly generated partners")
     demo.add_argument("--dir", default=".demo", help="where demo state lives (default .demo)")
@@ -226,6 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["EXCHANGE_HOST"] = args.host
         if args.port:
             os.environ["EXCHANGE_PORT"] = str(args.port)
+        for option, key in (("max_request_head_bytes", "MAX_REQUEST_HEAD_BYTES"),
+                            ("request_timeout", "REQUEST_TIMEOUT_SECONDS"),
+                            ("keep_alive", "KEEP_ALIVE_SECONDS")):
+            if getattr(args, option) is not None:
+                os.environ[f"EXCHANGE_{key}"] = str(getattr(args, option))
         if args.config:
             os.environ["EXCHANGE_CONFIG"] = str(Path(args.config).resolve())
         from .server import serve

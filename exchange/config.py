@@ -31,6 +31,16 @@ DEFAULTS: dict[str, Any] = {
     "collections_dir": str(REPO_DIR / "collections"),
     "default_api_root": "cybercrime",
     "post_wait_seconds": 2.0,
+    # Bounds on what one request may cost (see README, Limits).
+    "max_url_bytes": 16384,
+    "max_header_bytes": 32768,
+    "max_request_head_bytes": 65536,
+    "request_timeout_seconds": 60.0,
+    "keep_alive_seconds": 5,
+    "rate_limit_per_second": 100.0,
+    "rate_limit_burst": 1000,
+    "max_json_depth": 32,
+    "max_string_bytes": 1048576,
     "api_roots": {
         "cybercrime": {"title": "Cybercrime exchange",
                        "description": "Indicators, sightings and partner submissions"},
@@ -44,7 +54,14 @@ ENVIRONMENT: dict[str, type] = {
     "title": str, "description": str, "contact": str, "public_url": str, "host": str, "port": int,
     "store_path": str, "partners_file": str, "peers_file": str, "collections_dir": str,
     "default_api_root": str, "post_wait_seconds": float,
+    "max_url_bytes": int, "max_header_bytes": int, "max_request_head_bytes": int,
+    "request_timeout_seconds": float, "keep_alive_seconds": int,
+    "rate_limit_per_second": float, "rate_limit_burst": int,
+    "max_json_depth": int, "max_string_bytes": int,
 }
+LIMITS = ("max_url_bytes", "max_header_bytes", "max_request_head_bytes",
+          "request_timeout_seconds", "keep_alive_seconds", "rate_limit_per_second",
+          "rate_limit_burst", "max_json_depth", "max_string_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +89,15 @@ class Settings:
     default_api_root: str | None
     post_wait_seconds: float
     api_roots: tuple[ApiRootSettings, ...]
+    max_url_bytes: int = 16384  # request target (path and query); 414 above
+    max_header_bytes: int = 32768  # header names and values together; 431 above
+    max_request_head_bytes: int = 65536  # the HTTP parser's bound on request line and headers
+    request_timeout_seconds: float = 60.0  # for a request's head and body to arrive
+    keep_alive_seconds: int = 5  # an idle keep-alive connection is closed after this
+    rate_limit_per_second: float = 100.0  # per partner, sustained; 0 turns the limit off
+    rate_limit_burst: int = 1000  # per partner, requests at once
+    max_json_depth: int = 32  # nesting of a pushed body, the envelope included
+    max_string_bytes: int = 1048576  # any string of a pushed body, as sent
 
     def api_root(self, name: str) -> ApiRootSettings | None:
         return next((r for r in self.api_roots if r.name == name), None)
@@ -106,6 +132,9 @@ def load_settings(path: str | Path | None = None,
     if not math.isfinite(merged["post_wait_seconds"]):  # the schema lets NaN through
         raise ConfigError("post_wait_seconds must be a number of seconds from 0 to 60, "
                           f"not {merged['post_wait_seconds']}")
+    for key in ("request_timeout_seconds", "rate_limit_per_second"):
+        if not math.isfinite(merged[key]):
+            raise ConfigError(f"{key} must be a finite number, not {merged[key]}")
     roots = tuple(ApiRootSettings(name=name, **values)
                   for name, values in merged["api_roots"].items())
     for root in roots:
@@ -123,4 +152,5 @@ def load_settings(path: str | Path | None = None,
         peers_file=base / merged["peers_file"],
         collections_dir=base / merged["collections_dir"], default_api_root=default_root,
         post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,
+        **{key: merged[key] for key in LIMITS},
     )

@@ -47,6 +47,16 @@ class UnsupportedMediaType(ExchangeError):
     title = "Unsupported media type"
 
 
+class RateLimited(ExchangeError):
+    """Too many requests from one partner; it may try again after `retry_after` seconds."""
+
+    title = "Too many requests"
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
 class ConfigError(ExchangeError):
     """Settings, collection or partner files are wrong: the server refuses to start."""
 

@@ -24,8 +24,13 @@ def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> N
     if not settings.partners_file.exists():
         raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
                           "`taxii-exchange partners add` (there are no default credentials)")
+    from .wire import BoundedHttpTools
+
+    # The parser's bound and the request timeout reach each worker through its app's settings
+    # (see wire.py); idle keep-alive is uvicorn's own.
     common = {"host": settings.host, "port": settings.port, "access_log": access_log,
-              "proxy_headers": True}
+              "proxy_headers": True, "http": BoundedHttpTools,
+              "timeout_keep_alive": settings.keep_alive_seconds}
     if workers > 1:
         uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
                     **common)  # type: ignore[arg-type]

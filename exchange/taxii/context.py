@@ -9,6 +9,7 @@ from ..config import Settings
 from ..ingest import Ingest, Worker
 from ..policy.auth import Authenticator
 from ..policy.gate import Gate
+from .ratelimit import RateLimiter
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,4 @@ class Services:
     ingest: Ingest  # every write
     worker: Worker
     trail: Trail  # read records, batched (writes record theirs in their transaction)
+    limiter: RateLimiter  # requests per partner

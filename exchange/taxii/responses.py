@@ -22,6 +22,7 @@ HTTP_STATUS: dict[type[errors.ExchangeError], int] = {
     errors.TooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.Unprocessable: 422,
+    errors.RateLimited: 429,
 }
 CHALLENGE = 'Basic realm="taxii-exchange", charset="UTF-8", Bearer realm="taxii-exchange"'
 
@@ -50,7 +51,10 @@ def http_status(exc: errors.ExchangeError) -> int:
 
 
 def domain_error(exc: errors.ExchangeError) -> Response:
-    return error(http_status(exc), exc.title, exc.description)
+    headers = None
+    if isinstance(exc, errors.RateLimited):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return error(http_status(exc), exc.title, exc.description, headers)
 
 
 def date_headers(page: Page) -> dict[str, str]:

@@ -5,6 +5,7 @@ leaves an audit record, whatever its result."""
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -16,11 +17,11 @@ from starlette.responses import Response
 
 from .. import audit
 from ..collections import CollectionDef
-from ..errors import ExchangeError, NotFound, TooLarge
+from ..errors import ExchangeError, NotFound, RateLimited, TooLarge
 from ..model import COMPLETE, AuditEntry, Page, Status
 from ..policy.access import Access
 from ..policy.partners import Partner
-from . import params, responses
+from . import bodylimits, params, responses
 from .context import Services
 from .media import check_accept, check_content_type
 
@@ -32,9 +33,16 @@ def _services(request: Request) -> Services:
 
 def _partner(request: Request, seen: Seen | None = None) -> Partner:
     check_accept(request.headers.get("accept"))
-    partner = _services(request).auth.authenticate(request.headers.get("authorization"))
+    services = _services(request)
+    partner = services.auth.authenticate(request.headers.get("authorization"))
     if seen is not None:
         seen.partner = partner.id
+    wait = services.limiter.take(partner.id)  # after authentication: per partner
+    if wait:
+        raise RateLimited(f"more than {services.settings.rate_limit_per_second:g} requests per "
+                          f"second (rate_limit_per_second, burst rate_limit_burst "
+                          f"{services.settings.rate_limit_burst}); try again later",
+                          math.ceil(wait))
     return partner
 
 
@@ -180,16 +188,21 @@ async def add_objects(request: Request, root: str, collection: str) -> Response:
         target = services.gate.target(partner, root, collection, write=True)
         seen.collection = target.collection.id
         body = await _read_body(request, target.root.max_content_length)
+        settings = services.settings
 
         def accepted(status: Status) -> AuditEntry:
             seen.recorded = True
             return _entry(request, "push", seen, 202, status=status.id,
                           total=status.total_count, refused=len(status.failures))
 
-        record = await run_in_threadpool(
-            services.ingest.accept, api_root=root, collection=target.collection.id,
-            writer=services.gate.writer(partner, target.collection), body=body,
-            record=accepted)
+        def accept() -> Status:
+            bodylimits.check(body, settings.max_json_depth, settings.max_string_bytes)
+            return services.ingest.accept(
+                api_root=root, collection=target.collection.id,
+                writer=services.gate.writer(partner, target.collection), body=body,
+                record=accepted)
+
+        record = await run_in_threadpool(accept)
     if record.status != COMPLETE:
         future = asyncio.wrap_future(services.worker.submit(record.id))
         try:
