@@ -21,6 +21,7 @@ from .federation.sync import Federation, Syncer
 from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
+from .policy.usage import TokenUsage
 from .store import Store
 from .taxii import extensions, responses, views
 from .taxii.context import Services
@@ -31,7 +32,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, store: Store) -> FastAPI:
     collections = load_collections(settings)
     gate = Gate(settings, collections, store)
-    auth = Authenticator(settings.partners_file)
+    usage = TokenUsage(store)  # when each API token was last used, off the request path
+    auth = Authenticator(settings.partners_file, on_token=usage.seen)
 
     def writer(partner_id: str, collection_id: str) -> Writer | None:
         partner, collection = auth.partner(partner_id), collections.get(collection_id)
@@ -48,9 +50,11 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         store.open()  # in the serving process, after any fork
         services.worker.start()  # also resumes requests a crash left pending
         syncer.start()  # peers at their intervals, when there are any
+        usage.start()
         try:
             yield
         finally:
+            usage.stop()
             syncer.stop()
             services.worker.stop()
             store.close()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
@@ -63,6 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument("id")
     remove = actions.add_parser("remove", help="remove a partner")
     remove.add_argument("id")
+    token = actions.add_parser("token", help="a partner's API tokens: add, revoke, list")
+    token_actions = token.add_subparsers(dest="token_action", required=True)
+    token_add = token_actions.add_parser("add", help="one more API token for a partner (its "
+                                         "others keep working); prints it once")
+    token_add.add_argument("id")
+    token_add.add_argument("--label", help="a name for it, e.g. the connector that uses it")
+    token_add.add_argument("--expires", metavar="90d|DATE",
+                           help="refused from then on: days from now (90d) or a date "
+                           "(2027-03-01, from midnight UTC) or an RFC 3339 time")
+    token_revoke = token_actions.add_parser("revoke", help="revoke one API token at once")
+    token_revoke.add_argument("id")
+    token_revoke.add_argument("which", metavar="LABEL|PREFIX",
+                              help="its label, or its first characters as `token list` shows "
+                              "them (or the whole token)")
+    token_list = token_actions.add_parser("list", help="API tokens: label, created, expires, "
+                                          "last used (never the secret)")
+    token_list.add_argument("id", nargs="?", help="only this partner's")
 
     ingest = commands.add_parser("ingest", help="normalise input files into a collection")
     ingest.add_argument("--format", required=True, help="input format (see `formats`)")
@@ -129,11 +147,53 @@ def _partners(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "remove":
         partners.remove(path, args.id)
         print(f"removed {args.id}")
+    elif args.action == "token":
+        return _tokens(args, path, settings)
     else:
         print("id\tname\tgroups\tclearance\tidentity\trelays for")
         for p in partners.load(path).values():
             print(_line(p))
     return 0
+
+
+def _tokens(args: argparse.Namespace, path: Path, settings: Settings) -> int:
+    if args.token_action == "add":
+        made = partners.add_token(path, args.id, label=args.label, expires=args.expires)
+        print(f"partner:  {made.partner}")
+        print(f"token:    {made.token}")
+        print(f"label:    {made.entry.label or '-'}")
+        print(f"expires:  {made.entry.expires or 'never'}")
+        print("The token is shown once; only its hash is stored. The partner's other tokens "
+              "keep working until revoked.")
+    elif args.token_action == "revoke":
+        revoked = partners.revoke_token(path, args.id, args.which)
+        print(f"revoked {args.id} {revoked.name} {revoked.label or ''}".rstrip())
+    else:
+        known = partners.load(path)
+        if args.id and args.id not in known:
+            raise ConfigError(f"no partner {args.id!r}")
+        used = _last_used(settings)
+        now = datetime.now(UTC)
+        print("partner\ttoken\tlabel\tcreated\texpires\tlast used\tstate")
+        for p in known.values():
+            if args.id and p.id != args.id:
+                continue
+            for t in p.tokens:
+                print(f"{p.id}\t{t.name}\t{t.label or '-'}\t{t.created or '-'}\t"
+                      f"{t.expires or 'never'}\t{used(t.sha256) or 'never'}\t{t.state(now)}")
+    return 0
+
+
+def _last_used(settings: Settings) -> Callable[[str], str | None]:
+    """Last uses are recorded by the server in its store (it never writes the partners file)."""
+    if not settings.store_path.exists():
+        return lambda digest: None
+    from .policy.usage import last_used
+    from .store.sqlite import SQLiteStore
+
+    store = SQLiteStore(settings.store_path)
+    store.open()
+    return lambda digest: last_used(store, digest)
 
 
 def _line(p: partners.Partner) -> str:

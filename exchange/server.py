@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import Settings, load_settings
 from .errors import ConfigError
 
@@ -15,6 +17,11 @@ def app_from_environment() -> object:
     return create_app(settings, SQLiteStore(settings.store_path))
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn is started for these settings (tests start it the same way)."""
+    return {"host": settings.host, "port": settings.port, "proxy_headers": True}
+
+
 def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:
     import uvicorn
 
@@ -24,11 +31,10 @@ def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> N
     if not settings.partners_file.exists():
         raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
                           "`taxii-exchange partners add` (there are no default credentials)")
-    common = {"host": settings.host, "port": settings.port, "access_log": access_log,
-              "proxy_headers": True}
+    common = {**uvicorn_options(settings), "access_log": access_log}
     if workers > 1:
         uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
-                    **common)  # type: ignore[arg-type]
+                    **common)
     else:
         uvicorn.run(create_app(settings, SQLiteStore(settings.store_path)),
-                    **common)  # type: ignore[arg-type]
+                    **common)

@@ -1,9 +1,14 @@
-"""Authentication: HTTP Basic (partner id + password) and bearer API tokens.
+"""Authentication: HTTP Basic (partner id + password) and API tokens.
 
 A slow password hash must not run on every request (SIEM connectors send Basic on every
 poll). A password verified once with argon2 is remembered for a short time, keyed by an HMAC
 of the presented credential under a per-process random key (never the plaintext), and only
 while the partner's stored hash is unchanged: a rotation or removal forgets it at once.
+
+An API token is a SHA-256 lookup. A partner may hold several; one that expired or was revoked
+is refused with a description saying so (only the token's holder can learn that, and it says
+nothing about which partner ids exist). Each accepted token is reported to `on_token` (see
+usage.py: when it was last used).
 """
 
 from __future__ import annotations
@@ -17,13 +22,15 @@ import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import ConfigError, Unauthenticated
 from . import partners as partners_file
-from .partners import Partner, hasher, token_digest
+from .partners import Partner, hasher, parse_time, token_digest
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +41,34 @@ _VERIFY_SLOTS = threading.BoundedSemaphore(2)
 # Verified against when the partner id is unknown, so timing does not reveal which ids exist.
 _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 
+UNKNOWN_TOKEN = "unknown or revoked API token"
+
+
+@dataclass(frozen=True, slots=True)
+class _TokenEntry:
+    partner: Partner
+    digest: str
+    expires: float | None  # epoch seconds
+    expires_text: str | None
+    revoked: str | None
+
+
+def _ignore(digest: str, partner_id: str) -> None:
+    pass
+
 
 class Authenticator:
     def __init__(self, path: Path, *, remember_seconds: float = 300.0,
-                 reload_seconds: float = 1.0) -> None:
+                 reload_seconds: float = 1.0,
+                 on_token: Callable[[str, str], None] = _ignore) -> None:
         self.path = path
         self.remember_seconds = remember_seconds
         self.reload_seconds = reload_seconds
+        self.on_token = on_token  # (digest, partner id) of each token accepted
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._partners: dict[str, Partner] = {}
-        self._by_token: dict[str, Partner] = {}
+        self._by_token: dict[str, _TokenEntry] = {}
         self._stamp: tuple[int, int, int] | None = None  # (mtime_ns, inode, size) last loaded
         self._checked = 0.0
         self._remembered: dict[bytes, tuple[str, str, float]] = {}
@@ -73,7 +97,9 @@ class Authenticator:
                           self.path)
             self._stamp = stamp
             return
-        by_token = {d: p for p in loaded.values() for d in p.token_digests}
+        by_token = {t.sha256: _TokenEntry(
+            p, t.sha256, parse_time(t.expires).timestamp() if t.expires else None, t.expires,
+            t.revoked) for p in loaded.values() for t in p.tokens}
         with self._lock:
             self._partners, self._by_token, self._stamp = loaded, by_token, stamp
 
@@ -95,12 +121,18 @@ class Authenticator:
 
     def _token(self, token: str) -> Partner:
         digest = token_digest(token)
-        partner = self._by_token.get(digest)
+        entry = self._by_token.get(digest)
         # The dict lookup picks the candidate; the comparison that decides is constant-time.
-        known = partner.token_digests if partner else ()
-        if partner is None or not any(hmac.compare_digest(digest, d) for d in known):
-            raise Unauthenticated("unknown or revoked API token")
-        return partner
+        if entry is None or not hmac.compare_digest(digest, entry.digest):
+            raise Unauthenticated(UNKNOWN_TOKEN)
+        if entry.revoked:
+            raise Unauthenticated(f"this API token was revoked at {entry.revoked}; ask the "
+                                  "exchange's operator for a new one")
+        if entry.expires is not None and time.time() >= entry.expires:
+            raise Unauthenticated(f"this API token expired at {entry.expires_text}; ask the "
+                                  "exchange's operator for a new one")
+        self.on_token(digest, entry.partner.id)
+        return entry.partner
 
     def _basic(self, value: str) -> Partner:
         try:

@@ -1,0 +1,291 @@
+"""Credentials partners and their connectors use, through a live server: several API tokens per
+partner with expiry, revocation and last use; every way connectors send a token; throttled
+failed logins."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from exchange.cli import main
+from exchange.errors import ConfigError
+from exchange.policy import partners
+from exchange.policy.usage import TokenUsage, last_used, state_name
+from exchange.store.sqlite import SQLiteStore
+from tests.conftest import OPEN, Env, LiveServer
+from tests.serving import eventually, start
+
+TAXII = "application/taxii+json;version=2.1"
+ACCEPT = {"Accept": TAXII}
+
+
+@pytest.fixture(autouse=True)
+def _no_exchange_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commands read EXCHANGE_* settings; the tests' environment must not leak in."""
+    for name in list(os.environ):
+        if name.startswith("EXCHANGE_") and name != "EXCHANGE_SCHEMAS_DIR":
+            monkeypatch.delenv(name)
+
+
+def config_of(env: Env) -> str:
+    return str(env.settings.partners_file.parent / "config.yaml")
+
+
+def command(capsys: pytest.CaptureFixture[str], env: Env, *argv: str) -> tuple[int, str, str]:
+    code = main(["--config", config_of(env), "partners", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def printed_token(out: str) -> str:
+    found = re.search(r"^token:\s+(\S+)$", out, re.MULTILINE)
+    assert found, out
+    return found.group(1)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {**ACCEPT, "Authorization": f"Bearer {token}"}
+
+
+def get(live: LiveServer, headers: dict[str, str], path: str = "", **kwargs: Any) -> httpx.Response:
+    return httpx.get(live.collection(OPEN) + path, headers=headers, **kwargs)
+
+
+def assert_refused(response: httpx.Response, says: str) -> None:
+    """A 401 is a TAXII error body that says why, with the challenge."""
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"] == TAXII
+    assert "Basic" in response.headers["www-authenticate"]
+    body = response.json()
+    assert body["http_status"] == "401" and body["title"]
+    assert says in body["description"], body
+
+
+def set_token(env: Env, partner_id: str, token: str, **changes: Any) -> None:
+    """Edit one token's entry in the partners file, as an operator could by hand."""
+    known = partners.load(env.settings.partners_file)
+    digest = partners.token_digest(token)
+    current = known[partner_id]
+    known[partner_id] = dataclasses.replace(current, tokens=tuple(
+        dataclasses.replace(t, **changes) if t.sha256 == digest else t for t in current.tokens))
+    partners.save(env.settings.partners_file, known)
+
+
+@pytest.fixture
+def served(env: Env) -> Iterator[LiveServer]:
+    server = start(env)
+    yield server
+    server.stop()
+
+
+# -- several tokens per partner ------------------------------------------------------------
+
+def test_a_new_token_is_printed_once_and_the_old_ones_keep_working(env: Env, capsys):
+    code, out, _ = command(capsys, env, "token", "add", "alice", "--label", "splunk",
+                           "--expires", "90d")
+    assert code == 0 and "shown once" in out
+    token = printed_token(out)
+    assert token.startswith("txe_") and token != env.credentials["alice"].token
+    text = env.settings.partners_file.read_text()
+    assert token not in text and token[len("txe_"):] not in text
+    [entry] = [t for t in yaml.safe_load(text)["partners"][0]["tokens"] if t.get("label")]
+    assert entry["label"] == "splunk" and entry["sha256"] == partners.token_digest(token)
+    assert entry["shown"] == token[:12]  # enough to recognise it, far too little to use it
+    expires = datetime.fromisoformat(entry["expires"].replace("Z", "+00:00"))
+    assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
+
+    live = start(env)
+    try:
+        for used in (token, env.credentials["alice"].token):  # rotation without downtime
+            response = get(live, bearer(used))
+            assert response.status_code == 200, response.text
+            assert response.json()["id"] == OPEN
+    finally:
+        live.stop()
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    pytest.param({"expires": "2020-01-01T00:00:00Z"}, "expired at 2020-01-01T00:00:00Z",
+                 id="expired token -> 401 saying it expired"),
+    pytest.param({"revoked": "2026-05-01T10:00:00Z"}, "revoked at 2026-05-01T10:00:00Z",
+                 id="revoked token -> 401 saying it was revoked"),
+    pytest.param(None, "unknown or revoked API token", id="unknown token -> 401"),
+])
+def test_expired_revoked_and_unknown_tokens_are_refused(env: Env, change, says):
+    token = partners.add_token(env.settings.partners_file, "alice", label="old").token
+    if change is None:
+        token = "txe_" + "A" * 43
+    else:
+        set_token(env, "alice", token, **change)
+    live = start(env)
+    try:
+        assert_refused(get(live, bearer(token)), says)
+        response = get(live, bearer(env.credentials["alice"].token))
+        assert response.status_code == 200  # its other token is unaffected
+    finally:
+        live.stop()
+
+
+def test_a_token_expires_on_a_running_server_without_a_reload(env: Env):
+    """Expiry is checked on every request, not only when the file is read."""
+    token = partners.add_token(env.settings.partners_file, "alice", label="ci").token
+    soon = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+    set_token(env, "alice", token, expires=soon.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    live = start(env)
+    try:
+        assert get(live, bearer(token)).status_code == 200
+        stamp = env.settings.partners_file.stat().st_mtime_ns
+        eventually(lambda: get(live, bearer(token)).status_code == 401, seconds=10)
+        assert_refused(get(live, bearer(token)), "expired at")
+        assert env.settings.partners_file.stat().st_mtime_ns == stamp  # no file change needed
+    finally:
+        live.stop()
+
+
+@pytest.mark.parametrize("by", [
+    pytest.param("label", id="revoke by label"),
+    pytest.param("shown", id="revoke by the first characters token list shows"),
+    pytest.param("token", id="revoke by the whole token"),
+])
+def test_revoking_one_token_stops_it_at_once_on_a_running_server(env: Env, served, capsys, by):
+    made = partners.add_token(env.settings.partners_file, "alice", label="sentinel")
+    eventually(lambda: get(served, bearer(made.token)).status_code == 200)  # picked up
+    which = {"label": "sentinel", "shown": made.token[:12], "token": made.token}[by]
+    code, out, _ = command(capsys, env, "token", "revoke", "alice", which)
+    assert code == 0 and f"revoked alice {made.token[:12]} sentinel" in out
+    eventually(lambda: get(served, bearer(made.token)).status_code == 401)
+    assert_refused(get(served, bearer(made.token)), "revoked at")
+    assert get(served, bearer(env.credentials["alice"].token)).status_code == 200
+
+
+@pytest.mark.parametrize(("argv", "problem"), [
+    pytest.param(["token", "revoke", "alice", "nothing-like-it"], "no token of 'alice'",
+                 id="revoke: no such label"),
+    pytest.param(["token", "revoke", "nobody", "x"], "no partner 'nobody'",
+                 id="revoke: no such partner"),
+    pytest.param(["token", "add", "alice", "--expires", "yesterday"], "a number of days",
+                 id="add: unreadable expiry"),
+    pytest.param(["token", "add", "alice", "--expires", "2001-01-01"], "in the past",
+                 id="add: expiry in the past"),
+    pytest.param(["token", "add", "alice", "--label", "twice"], "labelled 'twice'",
+                 id="add: a label the partner already uses"),
+    pytest.param(["token", "list", "nobody"], "no partner 'nobody'", id="list: no such partner"),
+])
+def test_token_commands_refuse_mistakes_and_change_nothing(env: Env, capsys, argv, problem):
+    partners.add_token(env.settings.partners_file, "alice", label="twice")
+    before = env.settings.partners_file.read_bytes()
+    code, _, err = command(capsys, env, *argv)
+    assert code == 2 and problem in err
+    assert env.settings.partners_file.read_bytes() == before
+
+
+def test_revoking_twice_is_refused(env: Env, capsys):
+    partners.add_token(env.settings.partners_file, "alice", label="once")
+    assert command(capsys, env, "token", "revoke", "alice", "once")[0] == 0
+    code, _, err = command(capsys, env, "token", "revoke", "alice", "once")
+    assert code == 2 and "already revoked" in err
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    pytest.param("90d", "2027-04-01T12:00:00Z", id="days from now"),
+    pytest.param("2027-03-01", "2027-03-01T00:00:00Z", id="a date: its midnight UTC"),
+    pytest.param("2027-03-01T08:30:00+01:00", "2027-03-01T07:30:00Z", id="a time, in UTC"),
+])
+def test_expiry_forms(text, expected):
+    now = datetime(2027, 1, 1, 12, 0, tzinfo=UTC)
+    assert partners.parse_expiry(text, now) == expected
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("0d", id="zero days"), pytest.param("2026-12-31", id="a past date"),
+    pytest.param("-5d", id="negative"), pytest.param("90 days", id="words"),
+])
+def test_expiry_must_be_later_and_readable(text):
+    with pytest.raises(ConfigError):
+        partners.parse_expiry(text, datetime(2027, 1, 1, tzinfo=UTC))
+
+
+# -- last used -----------------------------------------------------------------------------
+
+class CountingStore(SQLiteStore):
+    """The real store, counting the named-state writes that record a token's use."""
+
+    usage_writes = 0
+
+    def put_state(self, name: str, doc: dict[str, Any]) -> None:
+        if name.startswith("token-used:"):
+            type(self).usage_writes += 1
+        super().put_state(name, doc)
+
+
+def test_token_list_shows_last_use_from_the_store_and_never_a_secret(env: Env, capsys):
+    made = partners.add_token(env.settings.partners_file, "alice", label="opencti",
+                              expires="30d")
+    CountingStore.usage_writes = 0
+    live = start(env, CountingStore(env.settings.store_path))
+    before = env.settings.partners_file.read_bytes()
+    try:
+        for _ in range(30):
+            assert get(live, bearer(made.token)).status_code == 200
+        # Noted in memory only: no store write on the requests' path ...
+        assert CountingStore.usage_writes == 0
+    finally:
+        live.stop()
+    # ... one write per token when the server stops (or once a minute while it runs) ...
+    assert CountingStore.usage_writes == 1
+    assert env.settings.partners_file.read_bytes() == before  # ... and never the partners file
+
+    code, out, _ = command(capsys, env, "token", "list", "alice")
+    assert code == 0
+    header, *rows = [line.split("\t") for line in out.splitlines()]
+    assert header == ["partner", "token", "label", "created", "expires", "last used", "state"]
+    by_label = {row[2]: row for row in rows}
+    assert set(by_label) == {"-", "opencti"}  # alice's first token has no label
+    row = by_label["opencti"]
+    assert row[0] == "alice" and row[1] == made.token[:12] and row[6] == "active"
+    assert row[4] == made.entry.expires and row[3] == made.entry.created
+    used = datetime.fromisoformat(row[5].replace("Z", "+00:00"))
+    assert timedelta(0) <= datetime.now(UTC) - used < timedelta(minutes=5)
+    assert by_label["-"][5] == "never"
+    assert made.token not in out and made.entry.sha256 not in out
+
+    code, out, _ = command(capsys, env, "token", "list")
+    assert {line.split("\t")[0] for line in out.splitlines()[1:]} == {"alice", "bob", "carol"}
+
+
+def test_last_use_is_written_once_per_interval_whatever_the_traffic(tmp_path: Path):
+    store = SQLiteStore(tmp_path / "store.sqlite3")
+    store.open()
+    clock = [1_800_000_000.0]
+    usage = TokenUsage(store, clock=lambda: clock[0])
+    writes: list[str] = []
+    real_put = store.put_state
+
+    def put(name: str, doc: dict[str, Any]) -> None:
+        writes.append(name)
+        real_put(name, doc)
+
+    store.put_state = put  # type: ignore[method-assign]
+    for _ in range(1000):
+        usage.seen("a" * 64, "alice")
+    usage.seen("b" * 64, "bob")
+    assert usage.flush() == 2 and sorted(writes) == [state_name("a" * 64), state_name("b" * 64)]
+    assert usage.flush() == 0  # nothing used since
+    assert last_used(store, "a" * 64) == "2027-01-15T08:00:00Z"
+
+    # Another server process on the same store recorded a later use: it is kept.
+    store.put_state(state_name("a" * 64), {"partner": "alice", "at": "2027-01-15T09:00:00Z"})
+    clock[0] += 60
+    usage.seen("a" * 64, "alice")
+    usage.flush()
+    assert last_used(store, "a" * 64) == "2027-01-15T09:00:00Z"
+    store.close()
