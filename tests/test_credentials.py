@@ -4,24 +4,32 @@ failed logins."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import re
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import requests
 import yaml
+from stix2 import TAXIICollectionSource
+from stix2.datastore.filters import Filter
+from taxii2client.common import TokenAuth
+from taxii2client.v21 import Collection
 
 from exchange.cli import main
 from exchange.errors import ConfigError
+from exchange.policy import auth as auth_module
 from exchange.policy import partners
 from exchange.policy.usage import TokenUsage, last_used, state_name
 from exchange.store.sqlite import SQLiteStore
-from tests.conftest import OPEN, Env, LiveServer
+from tests.conftest import ALICE, HIDDEN, OPEN, Env, LiveServer
 from tests.serving import eventually, start
 
 TAXII = "application/taxii+json;version=2.1"
@@ -289,3 +297,150 @@ def test_last_use_is_written_once_per_interval_whatever_the_traffic(tmp_path: Pa
     usage.flush()
     assert last_used(store, "a" * 64) == "2027-01-15T09:00:00Z"
     store.close()
+
+
+# -- every way connectors send a token -----------------------------------------------------
+
+def basic_header(user: str, secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()
+
+
+def indicator(n: int) -> dict[str, Any]:
+    return {"type": "indicator", "spec_version": "2.1",
+            "id": f"indicator--{uuid.uuid5(uuid.NAMESPACE_URL, f'https://c.example/{n}')}",
+            "created": "2026-01-01T00:00:00.000Z", "modified": "2026-01-01T00:00:00.000Z",
+            "created_by_ref": ALICE, "name": f"C2 {n}", "pattern_type": "stix",
+            "pattern": f"[ipv4-addr:value = '198.51.100.{n}']",
+            "valid_from": "2026-01-01T00:00:00Z",
+            "object_marking_refs": [AMBER_MARKING if n % 2 else GREEN_MARKING]}
+
+
+AMBER_MARKING = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
+GREEN_MARKING = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
+
+# How each kind of credential is sent, as header dicts, for a partner's password and token.
+HEADER_KINDS: dict[str, Callable[[str, str, str], dict[str, str]]] = {
+    "basic password": lambda pid, password, token: {
+        "Authorization": basic_header(pid, password)},
+    "basic token": lambda pid, password, token: {"Authorization": basic_header(pid, token)},
+    "bearer": lambda pid, password, token: {"Authorization": f"Bearer {token}"},
+    "token": lambda pid, password, token: {"Authorization": f"Token {token}"},
+    "token token=": lambda pid, password, token: {"Authorization": f'Token token="{token}"'},
+    "x-api-key": lambda pid, password, token: {"X-API-Key": token},
+}
+
+
+class ApiKeyAuth(requests.auth.AuthBase):
+    """What OpenCTI's TAXII connector does with `use_apikey`: a header of one's choice."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["X-API-Key"] = self.token
+        return request
+
+
+class CountingHasher:
+    """argon2, counting the passwords it checks."""
+
+    def __init__(self) -> None:
+        self.real = partners.hasher
+        self.checked: list[str] = []
+
+    def verify(self, stored: str, password: str) -> bool:
+        self.checked.append(password)
+        return bool(self.real.verify(stored, password))
+
+
+def counting_argon2(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    counting = CountingHasher()
+    monkeypatch.setattr(auth_module, "hasher", counting)
+    return counting.checked
+
+
+@pytest.fixture
+def stocked(env: Env) -> Iterator[LiveServer]:
+    """A server where alice pushed GREEN and AMBER indicators to OPEN, which bob (cleared
+    GREEN) may read too; carol has a hidden collection."""
+    known = partners.load(env.settings.partners_file)
+    known["bob"] = dataclasses.replace(known["bob"], groups=("ro", "rw"),
+                                       clearance=partners.TLP_RANKS["green"])
+    partners.save(env.settings.partners_file, known)
+    live = start(env)
+    body = {"objects": [indicator(n) for n in range(1, 7)]}
+    pushed = httpx.post(live.collection(OPEN) + "objects/", json=body, headers={
+        **bearer(env.credentials["alice"].token), "Content-Type": TAXII})
+    assert pushed.status_code == 202 and pushed.json()["success_count"] == 6, pushed.text
+    yield live
+    live.stop()
+
+
+def reads(live: LiveServer, headers: dict[str, str]) -> dict[str, Any]:
+    """What a partner sees: the collections, the objects of OPEN, and whether HIDDEN exists."""
+    headers = {**ACCEPT, **headers}
+    listed = httpx.get(live.root + "collections/", headers=headers)
+    objects = httpx.get(live.collection(OPEN) + "objects/", headers=headers)
+    hidden = httpx.get(live.collection(HIDDEN), headers=headers)
+    assert listed.status_code == 200 and objects.status_code == 200, objects.text
+    return {"collections": listed.json(), "objects": objects.json(),
+            "hidden": hidden.status_code}
+
+
+def test_every_way_of_sending_credentials_names_one_partner_with_one_policy(env: Env, stocked,
+                                                                            monkeypatch):
+    checks = counting_argon2(monkeypatch)
+    bob = env.credentials["bob"]
+    seen = {kind: reads(stocked, make("bob", bob.password, bob.token))
+            for kind, make in HEADER_KINDS.items()}
+    reference = seen["bearer"]
+    # bob is cleared GREEN: the AMBER half is withheld, whatever he logs in with.
+    assert len(reference["objects"]["objects"]) == 3 and reference["hidden"] == 404
+    for kind, found in seen.items():
+        assert found == reference, kind
+    # Only the password went through argon2 (once, then remembered); the token never did.
+    assert checks == [bob.password]
+
+    # Real clients: taxii2-client with the token as the Basic password, with its TokenAuth
+    # (`Authorization: Token`), with an X-API-Key header; stix2's TAXIICollectionSource.
+    url = stocked.collection(OPEN)
+    for kwargs in ({"user": "bob", "password": bob.token},
+                   {"auth": TokenAuth(bob.token)}, {"auth": ApiKeyAuth(bob.token)}):
+        collection = Collection(url, **kwargs)
+        got = collection.get_objects()
+        assert got["objects"] == reference["objects"]["objects"], kwargs
+    source = TAXIICollectionSource(Collection(url, user="bob", password=bob.token))
+    assert {o.id for o in source.query([Filter("type", "=", "indicator")])} == \
+        {o["id"] for o in reference["objects"]["objects"]}
+    assert checks == [bob.password]
+
+
+@pytest.mark.parametrize(("make", "says"), [
+    pytest.param(lambda e: {"Authorization": basic_header("bob", e.credentials["alice"].token)},
+                 "wrong partner id or password", id="token as the password of another partner"),
+    pytest.param(lambda e: {"Authorization": basic_header("nobody",
+                                                          e.credentials["alice"].token)},
+                 "wrong partner id or password", id="token with an unknown partner id"),
+    pytest.param(lambda e: {"Authorization": basic_header("alice", "txe_" + "B" * 43)},
+                 "wrong partner id or password", id="unknown token as the password"),
+    pytest.param(lambda e: {"Authorization": "Token txe_unknown"}, "unknown or revoked",
+                 id="unknown token in Token"),
+    pytest.param(lambda e: {"Authorization": "Token token="}, "unknown or revoked",
+                 id="empty token= field"),
+    pytest.param(lambda e: {"X-API-Key": "txe_unknown"}, "unknown or revoked",
+                 id="unknown X-API-Key"),
+    pytest.param(lambda e: {"X-API-Key": e.credentials["alice"].token,
+                            "Authorization": f"Bearer {e.credentials['bob'].token}"},
+                 "name different partners", id="X-API-Key and Bearer of two partners"),
+    pytest.param(lambda e: {"Authorization": f"Digest {e.credentials['alice'].token}"},
+                 "use Basic, Bearer or Token", id="another scheme"),
+])
+def test_credentials_that_do_not_name_one_partner_are_refused(env: Env, served, make, says):
+    assert_refused(get(served, {**ACCEPT, **make(env)}), says)
+
+
+def test_x_api_key_and_authorization_of_one_partner_are_accepted(env: Env, served):
+    alice = env.credentials["alice"]
+    headers = {**ACCEPT, "X-API-Key": alice.token,
+               "Authorization": basic_header("alice", alice.password)}
+    assert get(served, headers).status_code == 200

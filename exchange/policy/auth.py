@@ -1,5 +1,10 @@
 """Authentication: HTTP Basic (partner id + password) and API tokens.
 
+Connectors send a token in different ways; all of them name the same partner with the same
+policy: `Authorization: Bearer T`, `Authorization: Token T` (or `Token token="T"`), an
+`X-API-Key: T` header, and HTTP Basic with the partner id as the user and the token as the
+password (a password that starts with `txe_` is a token: a SHA-256 lookup, never argon2).
+
 A slow password hash must not run on every request (SIEM connectors send Basic on every
 poll). A password verified once with argon2 is remembered for a short time, keyed by an HMAC
 of the presented credential under a per-process random key (never the plaintext), and only
@@ -30,7 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import ConfigError, Unauthenticated
 from . import partners as partners_file
-from .partners import Partner, hasher, parse_time, token_digest
+from .partners import TOKEN_PREFIX, Partner, hasher, parse_time, token_digest
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +47,7 @@ _VERIFY_SLOTS = threading.BoundedSemaphore(2)
 _DUMMY_HASH = hasher.hash(secrets.token_urlsafe(16))
 
 UNKNOWN_TOKEN = "unknown or revoked API token"
+WRONG_BASIC = "wrong partner id or password"
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,25 +112,45 @@ class Authenticator:
     def partner(self, partner_id: str) -> Partner | None:
         return self._partners.get(partner_id)
 
-    def authenticate(self, authorization: str | None) -> Partner:
+    def authenticate(self, authorization: str | None = None, *,
+                     api_key: str | None = None) -> Partner:
+        """The partner the request's credentials name: an `Authorization` header (Basic with
+        a password or an API token, Bearer, Token) and an `X-API-Key` header. A request
+        that sends several must name one partner with all of them."""
         if time.monotonic() - self._checked > self.reload_seconds:
             self._reload()
-        if not authorization:
-            raise Unauthenticated("send HTTP Basic credentials or a bearer API token")
-        scheme, _, value = authorization.partition(" ")
-        scheme = scheme.lower()
-        if scheme == "bearer":
-            return self._token(value.strip())
-        if scheme == "basic":
-            return self._basic(value.strip())
-        raise Unauthenticated("unsupported authorization scheme: use Basic or Bearer")
+        if not (authorization or api_key):
+            raise Unauthenticated("send HTTP Basic credentials or an API token")
+        found = [self._authorization(authorization)] if authorization else []
+        if api_key:
+            found.append(self._token(api_key.strip()))
+        if any(p.id != found[0].id for p in found):
+            raise Unauthenticated("the credentials sent name different partners")
+        return found[0]
 
-    def _token(self, token: str) -> Partner:
+    def _authorization(self, header: str) -> Partner:
+        scheme, _, value = header.strip().partition(" ")
+        scheme, value = scheme.lower(), value.strip()
+        if scheme == "bearer":
+            return self._token(value)
+        if scheme == "token":  # `Token T`, and Rails' `Token token="T"` (other fields ignored)
+            if value.lower().startswith("token="):
+                value = value[len("token="):].split(",")[0].strip().strip('"')
+            return self._token(value)
+        if scheme == "basic":
+            return self._basic(value)
+        raise Unauthenticated("unsupported authorization scheme: use Basic, Bearer or Token")
+
+    def _token(self, token: str, user: str | None = None) -> Partner:
+        """An API token; as a Basic password, `user` must be the id of its partner."""
         digest = token_digest(token)
         entry = self._by_token.get(digest)
         # The dict lookup picks the candidate; the comparison that decides is constant-time.
         if entry is None or not hmac.compare_digest(digest, entry.digest):
-            raise Unauthenticated(UNKNOWN_TOKEN)
+            raise Unauthenticated(UNKNOWN_TOKEN if user is None else WRONG_BASIC)
+        if user is not None and user != entry.partner.id:
+            # The same answer as a wrong password: this tells nobody which ids exist.
+            raise Unauthenticated(WRONG_BASIC)
         if entry.revoked:
             raise Unauthenticated(f"this API token was revoked at {entry.revoked}; ask the "
                                   "exchange's operator for a new one")
@@ -142,6 +168,10 @@ class Authenticator:
         partner_id, sep, password = decoded.partition(":")
         if not sep:
             raise Unauthenticated("malformed Basic credentials")
+        if password.startswith(TOKEN_PREFIX):
+            # An API token as the password (SIEM connectors that can only send Basic): a
+            # SHA-256 lookup, never argon2. No generated password starts like a token.
+            return self._token(password, user=partner_id)
         key = hmac.new(self._key, decoded.encode(), hashlib.sha256).digest()
         partner = self._partners.get(partner_id)
         remembered = self._remembered.get(key)
@@ -154,9 +184,9 @@ class Authenticator:
             with _VERIFY_SLOTS:
                 hasher.verify(stored, password)
         except (VerificationError, InvalidHashError):
-            raise Unauthenticated("wrong partner id or password") from None
+            raise Unauthenticated(WRONG_BASIC) from None
         if partner is None or stored is _DUMMY_HASH:
-            raise Unauthenticated("wrong partner id or password")
+            raise Unauthenticated(WRONG_BASIC)
         with self._lock:
             if len(self._remembered) > 10_000:
                 self._remembered.clear()

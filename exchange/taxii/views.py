@@ -16,7 +16,7 @@ from ..errors import NotFound, TooLarge
 from ..model import COMPLETE, Page
 from ..policy.access import Access
 from ..policy.partners import Partner
-from . import params, responses
+from . import client, params, responses
 from .context import Services
 from .media import check_accept, check_content_type
 
@@ -28,7 +28,7 @@ def _services(request: Request) -> Services:
 
 def _partner(request: Request) -> Partner:
     check_accept(request.headers.get("accept"))
-    return _services(request).auth.authenticate(request.headers.get("authorization"))
+    return client.authenticate(request, _services(request).auth)
 
 
 def _url(request: Request, path: str) -> str:
