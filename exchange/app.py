@@ -15,15 +15,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .collections import load_collections
 from .config import Settings
-from .errors import ExchangeError
+from .errors import ExchangeError, Throttled
 from .federation.peers import load_peers
 from .federation.sync import Federation, Syncer
 from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
+from .policy.throttle import Throttle
 from .policy.usage import TokenUsage
 from .store import Store
 from .taxii import extensions, responses, views
+from .taxii.client import ClientAddress
 from .taxii.context import Services
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,10 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     collections = load_collections(settings)
     gate = Gate(settings, collections, store)
     usage = TokenUsage(store)  # when each API token was last used, off the request path
-    auth = Authenticator(settings.partners_file, on_token=usage.seen)
+    throttle = Throttle(per_address=settings.login_failures_per_address,
+                        per_partner_and_address=settings.login_failures_per_partner_and_address,
+                        window_seconds=settings.login_failure_window_seconds)
+    auth = Authenticator(settings.partners_file, on_token=usage.seen, throttle=throttle)
 
     def writer(partner_id: str, collection_id: str) -> Writer | None:
         partner, collection = auth.partner(partner_id), collections.get(collection_id)
@@ -69,6 +74,11 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     async def domain_error(request: Request, exc: ExchangeError) -> Response:
         return responses.domain_error(exc)
 
+    @app.exception_handler(Throttled)
+    async def throttled(request: Request, exc: Throttled) -> Response:
+        return responses.error(429, exc.title, exc.description,
+                               {"Retry-After": str(exc.retry_after)})
+
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
         titles = {404: "Not found", 405: "Method not allowed"}
@@ -90,6 +100,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     app.add_middleware(TrailingSlash)
     app.add_middleware(ServerError)
+    app.add_middleware(ClientAddress, trusted=settings.trusted_proxies)  # outermost
     return app
 
 

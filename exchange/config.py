@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "collections_dir": str(REPO_DIR / "collections"),
     "default_api_root": "cybercrime",
     "post_wait_seconds": 2.0,
+    "trusted_proxies": [],
+    "login_failures_per_address": 30,
+    "login_failures_per_partner_and_address": 10,
+    "login_failure_window_seconds": 300,
     "api_roots": {
         "cybercrime": {"title": "Cybercrime exchange",
                        "description": "Indicators, sightings and partner submissions"},
@@ -39,11 +44,19 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+
+
+def comma_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
 # Environment variables that override single settings, with the type each one takes.
-ENVIRONMENT: dict[str, type] = {
+ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "title": str, "description": str, "contact": str, "public_url": str, "host": str, "port": int,
     "store_path": str, "partners_file": str, "peers_file": str, "collections_dir": str,
     "default_api_root": str, "post_wait_seconds": float,
+    "trusted_proxies": comma_list, "login_failures_per_address": int,
+    "login_failures_per_partner_and_address": int, "login_failure_window_seconds": float,
 }
 
 
@@ -72,6 +85,11 @@ class Settings:
     default_api_root: str | None
     post_wait_seconds: float
     api_roots: tuple[ApiRootSettings, ...]
+    # Proxies whose X-Forwarded-For (and client certificate header) are believed.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    login_failures_per_address: int = 30
+    login_failures_per_partner_and_address: int = 10
+    login_failure_window_seconds: float = 300.0
 
     def api_root(self, name: str) -> ApiRootSettings | None:
         return next((r for r in self.api_roots if r.name == name), None)
@@ -99,10 +117,12 @@ def load_settings(path: str | Path | None = None,
             try:
                 merged[key] = kind(raw)
             except ValueError:
-                raise ConfigError(f"EXCHANGE_{key.upper()}={raw!r} is not a {kind.__name__}") \
-                    from None
+                what = getattr(kind, "__name__", "value")
+                raise ConfigError(f"EXCHANGE_{key.upper()}={raw!r} is not a {what}") from None
     # Defaults and the file were valid on their own, so a problem now is in the environment.
     validate("config", merged, "EXCHANGE_* environment variables")
+    if not math.isfinite(merged["login_failure_window_seconds"]):
+        raise ConfigError("login_failure_window_seconds must be a number of seconds")
     if not math.isfinite(merged["post_wait_seconds"]):  # the schema lets NaN through
         raise ConfigError("post_wait_seconds must be a number of seconds from 0 to 60, "
                           f"not {merged['post_wait_seconds']}")
@@ -113,6 +133,10 @@ def load_settings(path: str | Path | None = None,
             raise ConfigError(f"api root {root.name!r}: that path is the server's own")
         if root.default_page_size > root.max_page_size:
             raise ConfigError(f"api root {root.name}: default_page_size exceeds max_page_size")
+    try:
+        proxies = tuple(ipaddress.ip_network(p, strict=False) for p in merged["trusted_proxies"])
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies: {exc}") from None
     default_root = merged["default_api_root"] or None
     if default_root and default_root not in {r.name for r in roots}:
         raise ConfigError(f"default_api_root {default_root!r} is not a configured API root")
@@ -123,4 +147,8 @@ def load_settings(path: str | Path | None = None,
         peers_file=base / merged["peers_file"],
         collections_dir=base / merged["collections_dir"], default_api_root=default_root,
         post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,
+        trusted_proxies=proxies,
+        login_failures_per_address=merged["login_failures_per_address"],
+        login_failures_per_partner_and_address=merged["login_failures_per_partner_and_address"],
+        login_failure_window_seconds=merged["login_failure_window_seconds"],
     )

@@ -18,8 +18,12 @@ def app_from_environment() -> object:
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """How uvicorn is started for these settings (tests start it the same way)."""
-    return {"host": settings.host, "port": settings.port, "proxy_headers": True}
+    """How uvicorn is started for these settings (tests start it the same way).
+
+    uvicorn's own proxy handling is off: it would believe X-Forwarded-For from 127.0.0.1 by
+    default and drop the connection's peer. The app decides from `trusted_proxies` instead
+    (taxii/client.py)."""
+    return {"host": settings.host, "port": settings.port, "proxy_headers": False}
 
 
 def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import ipaddress
 import os
 import re
 import uuid
@@ -24,12 +25,14 @@ from taxii2client.common import TokenAuth
 from taxii2client.v21 import Collection
 
 from exchange.cli import main
-from exchange.errors import ConfigError
+from exchange.config import load_settings
+from exchange.errors import ConfigError, Throttled
 from exchange.policy import auth as auth_module
 from exchange.policy import partners
+from exchange.policy.throttle import Throttle
 from exchange.policy.usage import TokenUsage, last_used, state_name
 from exchange.store.sqlite import SQLiteStore
-from tests.conftest import ALICE, HIDDEN, OPEN, Env, LiveServer
+from tests.conftest import ALICE, HIDDEN, OPEN, READONLY, Env, LiveServer
 from tests.serving import eventually, start
 
 TAXII = "application/taxii+json;version=2.1"
@@ -444,3 +447,164 @@ def test_x_api_key_and_authorization_of_one_partner_are_accepted(env: Env, serve
     headers = {**ACCEPT, "X-API-Key": alice.token,
                "Authorization": basic_header("alice", alice.password)}
     assert get(served, headers).status_code == 200
+
+
+# -- failed logins throttled ---------------------------------------------------------------
+
+def limited(env: Env, **settings: Any) -> Env:
+    """The same files with other login limits (3 per partner and address, 6 per address)."""
+    values = {"login_failures_per_address": 6, "login_failures_per_partner_and_address": 3,
+              "login_failure_window_seconds": 300.0, **settings}
+    return Env(dataclasses.replace(env.settings, **values), env.credentials)
+
+
+def client_from(address: str) -> httpx.Client:
+    """A client whose connections come from this loopback address (127.0.0.0/8 is all ours)."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), headers=ACCEPT)
+
+
+def as_partner(client: httpx.Client, live: LiveServer, partner_id: str, secret: str,
+               **headers: str) -> httpx.Response:
+    return client.get(live.collection(OPEN), headers={
+        "Authorization": basic_header(partner_id, secret), **headers})
+
+
+def assert_throttled(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.headers["content-type"] == TAXII
+    assert 1 <= int(response.headers["retry-after"]) <= 300
+    body = response.json()
+    assert body["http_status"] == "429" and "too many failed logins" in body["description"]
+
+
+def test_wrong_passwords_are_throttled_per_partner_and_address_before_argon2(
+        env: Env, monkeypatch, caplog):
+    env = limited(env)
+    checks = counting_argon2(monkeypatch)
+    live = start(env)
+    alice, bob = env.credentials["alice"], env.credentials["bob"]
+    try:
+        with client_from("127.0.0.2") as attacker:
+            for n in range(3):
+                assert as_partner(attacker, live, "alice", f"guess-{n}").status_code == 401
+            assert len(checks) == 3
+            for secret in ("guess-3", alice.password, alice.token):  # even the right one
+                assert_throttled(as_partner(attacker, live, "alice", secret))
+            assert len(checks) == 3  # refused before any argon2 work
+            # Another partner from the same address is not locked out by alice's failures.
+            response = attacker.get(live.collection(READONLY), headers={
+                "Authorization": basic_header("bob", bob.password)})
+            assert response.status_code == 200
+        with client_from("127.0.0.3") as partner:  # alice from her own address: unaffected
+            assert as_partner(partner, live, "alice", alice.password).status_code == 200
+    finally:
+        live.stop()
+    assert "failed logins as 'alice' from 127.0.0.2: throttled" in caplog.text
+
+
+def test_an_address_that_fails_too_often_is_refused_whatever_it_sends(env: Env):
+    env = limited(env)
+    live = start(env)
+    try:
+        with client_from("127.0.0.4") as attacker:
+            for n in range(6):  # one guess at each of six partner ids: no pair reaches 3
+                assert as_partner(attacker, live, f"user{n}", "guess").status_code == 401
+            assert_throttled(attacker.get(live.collection(OPEN),
+                                          headers=bearer(env.credentials["alice"].token)))
+            assert_throttled(attacker.get(live.collection(OPEN),
+                                          headers={"X-API-Key": "txe_" + "C" * 43}))
+        with client_from("127.0.0.5") as other:
+            response = other.get(live.collection(OPEN),
+                                 headers=bearer(env.credentials["alice"].token))
+            assert response.status_code == 200
+    finally:
+        live.stop()
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_counts_on_its_own(env: Env):
+    env = limited(env, trusted_proxies=(ipaddress.ip_network("127.0.0.9/32"),))
+    live = start(env)
+    alice = env.credentials["alice"]
+    try:
+        with client_from("127.0.0.9") as proxy:
+            def via(client_address: str, secret: str) -> httpx.Response:
+                # What nginx's $proxy_add_x_forwarded_for sends: the client's claim, then the
+                # address the proxy saw.
+                return as_partner(proxy, live, "alice", secret,
+                                  **{"X-Forwarded-For": f"192.0.2.77, {client_address}"})
+
+            for n in range(3):
+                assert via("203.0.113.5", f"guess-{n}").status_code == 401
+            assert_throttled(via("203.0.113.5", alice.password))
+            assert via("203.0.113.6", alice.password).status_code == 200
+        with client_from("127.0.0.6") as direct:
+            # Not a trusted proxy: its X-Forwarded-For is ignored, so inventing a new one each
+            # time does not escape the count of its own address.
+            for n in range(3):
+                response = as_partner(direct, live, "alice", "guess",
+                                      **{"X-Forwarded-For": f"198.51.100.{n}"})
+                assert response.status_code == 401
+            assert_throttled(as_partner(direct, live, "alice", alice.password,
+                                        **{"X-Forwarded-For": "198.51.100.200"}))
+    finally:
+        live.stop()
+
+
+def test_the_throttle_window_ends_and_memory_stays_bounded():
+    clock = [1000.0]
+    events: list[tuple[str, str | None]] = []
+    throttle = Throttle(per_address=4, per_partner_and_address=2, window_seconds=60,
+                        max_entries=100, clock=lambda: clock[0],
+                        on_throttled=lambda address, partner: events.append((address, partner)))
+    for _ in range(2):
+        throttle.failed("192.0.2.1", "alice")
+    with pytest.raises(Throttled) as raised:
+        throttle.check("192.0.2.1", "alice")
+    assert raised.value.retry_after == 60
+    throttle.check("192.0.2.1", "bob")  # the pair, not the address
+    assert events == [("192.0.2.1", "alice")]  # the seam hears each throttle event once
+    clock[0] += 45
+    with pytest.raises(Throttled) as raised:
+        throttle.check("192.0.2.1", "alice")
+    assert raised.value.retry_after == 15
+    clock[0] += 15
+    throttle.check("192.0.2.1", "alice")  # the window is over
+
+    # One IPv6 host holds a /64: its addresses count together; the next /64 on its own.
+    for n in range(4):
+        throttle.failed(f"2001:db8::{n + 1}", None)
+    with pytest.raises(Throttled):
+        throttle.check("2001:db8::ffff", None)
+    throttle.check("2001:db8:0:1::1", None)
+    assert ("2001:db8::/64", None) in events
+
+    # An attacker with many addresses cannot grow the tables without limit.
+    for n in range(10_000):
+        throttle.failed(str(ipaddress.IPv4Address("198.18.0.0") + n), f"user{n}")
+    assert len(throttle) <= 200
+
+
+@pytest.mark.parametrize(("environ", "expected"), [
+    pytest.param({}, ((), 30, 10, 300.0), id="defaults: no proxy, 30 and 10 in 5 minutes"),
+    pytest.param({"EXCHANGE_TRUSTED_PROXIES": "192.0.2.10, 2001:db8::/64",
+                  "EXCHANGE_LOGIN_FAILURES_PER_ADDRESS": "50",
+                  "EXCHANGE_LOGIN_FAILURES_PER_PARTNER_AND_ADDRESS": "5",
+                  "EXCHANGE_LOGIN_FAILURE_WINDOW_SECONDS": "60"},
+                 ((ipaddress.ip_network("192.0.2.10/32"), ipaddress.ip_network("2001:db8::/64")),
+                  50, 5, 60.0), id="from the environment"),
+])
+def test_proxy_and_throttle_settings(environ, expected):
+    settings = load_settings(None, environ=environ)
+    assert (settings.trusted_proxies, settings.login_failures_per_address,
+            settings.login_failures_per_partner_and_address,
+            settings.login_failure_window_seconds) == expected
+
+
+@pytest.mark.parametrize("environ", [
+    pytest.param({"EXCHANGE_TRUSTED_PROXIES": "proxy.example"}, id="a name, not an address"),
+    pytest.param({"EXCHANGE_LOGIN_FAILURES_PER_ADDRESS": "0"}, id="zero failures"),
+    pytest.param({"EXCHANGE_LOGIN_FAILURE_WINDOW_SECONDS": "nan"}, id="no window"),
+])
+def test_bad_proxy_or_throttle_settings_refuse_to_start(environ):
+    with pytest.raises(ConfigError):
+        load_settings(None, environ=environ)

@@ -36,6 +36,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from ..errors import ConfigError, Unauthenticated
 from . import partners as partners_file
 from .partners import TOKEN_PREFIX, Partner, hasher, parse_time, token_digest
+from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ def _ignore(digest: str, partner_id: str) -> None:
 class Authenticator:
     def __init__(self, path: Path, *, remember_seconds: float = 300.0,
                  reload_seconds: float = 1.0,
-                 on_token: Callable[[str, str], None] = _ignore) -> None:
+                 on_token: Callable[[str, str], None] = _ignore,
+                 throttle: Throttle | None = None) -> None:
         self.path = path
+        self.throttle = throttle if throttle is not None else Throttle()
         self.remember_seconds = remember_seconds
         self.reload_seconds = reload_seconds
         self.on_token = on_token  # (digest, partner id) of each token accepted
@@ -113,19 +116,29 @@ class Authenticator:
         return self._partners.get(partner_id)
 
     def authenticate(self, authorization: str | None = None, *,
-                     api_key: str | None = None) -> Partner:
+                     api_key: str | None = None, address: str = "") -> Partner:
         """The partner the request's credentials name: an `Authorization` header (Basic with
         a password or an API token, Bearer, Token) and an `X-API-Key` header. A request
-        that sends several must name one partner with all of them."""
+        that sends several must name one partner with all of them.
+
+        `address` is the client's (see taxii/client.py): failed logins from it are counted,
+        and once too many it is refused (Throttled) before any credential is checked."""
         if time.monotonic() - self._checked > self.reload_seconds:
             self._reload()
-        if not (authorization or api_key):
+        if not (authorization or api_key):  # a first request without credentials: no failure
             raise Unauthenticated("send HTTP Basic credentials or an API token")
-        found = [self._authorization(authorization)] if authorization else []
-        if api_key:
-            found.append(self._token(api_key.strip()))
-        if any(p.id != found[0].id for p in found):
-            raise Unauthenticated("the credentials sent name different partners")
+        claimed = _basic_user(authorization)
+        self.throttle.check(address, claimed)
+        try:
+            found = [self._authorization(authorization)] if authorization else []
+            if api_key:
+                found.append(self._token(api_key.strip()))
+            if any(p.id != found[0].id for p in found):
+                raise Unauthenticated("the credentials sent name different partners")
+        except Unauthenticated:
+            self.throttle.failed(address, claimed)
+            raise
+        self.throttle.succeeded(address, claimed)
         return found[0]
 
     def _authorization(self, header: str) -> Partner:
@@ -192,3 +205,18 @@ class Authenticator:
                 self._remembered.clear()
             self._remembered[key] = (partner.id, stored, now + self.remember_seconds)
         return partner
+
+
+def _basic_user(authorization: str | None) -> str | None:
+    """The partner id a Basic header claims, unchecked: what a failure is counted against."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip().encode("ascii"), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeError):
+        return None
+    user, sep, _ = decoded.partition(":")
+    return user if sep else None
