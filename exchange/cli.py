@@ -30,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default from settings: 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.add_argument("--tls-certificate", metavar="PEM",
+                       help="serve HTTPS with this certificate (chain)")
+    serve.add_argument("--tls-key", metavar="PEM", help="its private key")
+    serve.add_argument("--tls-client-ca", metavar="PEM",
+                       help="ask clients for a certificate issued by this CA")
+    serve.add_argument("--tls-client-certificate", choices=["optional", "required"],
+                       help="with --tls-client-ca: refuse clients without one at the "
+                       "handshake (required) or not (optional, the default)")
 
     demo = commands.add_parser("demo", help="serve demo data with freshly generated partners")
     demo.add_argument("--dir", default=".demo", help="where demo state lives (default .demo)")
@@ -59,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("--no-relay", action="store_true", help="it relays for no one")
     change.add_argument("--name", help="display name")
     change.add_argument("--group", action="append", help="group (repeatable; replaces the list)")
+    change.add_argument("--cert-subject", action="append", metavar="RFC4514",
+                        help="a TLS client certificate subject that is this partner, e.g. "
+                        "CN=connector.cert.example,O=CERT (repeatable; replaces the list)")
+    change.add_argument("--cert-fingerprint", action="append", metavar="SHA256",
+                        help="a TLS client certificate's SHA-256 fingerprint (repeatable; "
+                        "replaces the list)")
+    change.add_argument("--no-cert", action="store_true",
+                        help="no client certificate is this partner")
     actions.add_parser("list", help="list partners (never secrets)")
     rotate = actions.add_parser("rotate", help="replace a partner's password and token")
     rotate.add_argument("id")
@@ -138,9 +154,13 @@ def _partners(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "set":
         relays = () if args.no_relay else \
             (tuple(args.relay_for) if args.relay_for is not None else None)
+        certs: dict[str, tuple[str, ...] | None] = {
+            "cert_subjects": () if args.no_cert else _optional(args.cert_subject),
+            "cert_fingerprints": () if args.no_cert else _optional(args.cert_fingerprint)}
         changed = partners.update(path, args.id, clearance=args.clearance, relay_for=relays,
                                   name=args.name,
-                                  groups=tuple(args.group) if args.group is not None else None)
+                                  groups=tuple(args.group) if args.group is not None else None,
+                                  **certs)
         print(_line(changed))
     elif args.action == "rotate":
         _print_credentials(partners.rotate(path, args.id))
@@ -196,6 +216,10 @@ def _last_used(settings: Settings) -> Callable[[str], str | None]:
     return lambda digest: last_used(store, digest)
 
 
+def _optional(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values is not None else None
+
+
 def _line(p: partners.Partner) -> str:
     return (f"{p.id}\t{p.name}\t{','.join(p.groups)}\t{TLP_NAMES[p.clearance]}\t"
             f"{p.identity}\t{','.join(sorted(p.relay_for))}")
@@ -228,6 +252,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["EXCHANGE_PORT"] = str(args.port)
         if args.config:
             os.environ["EXCHANGE_CONFIG"] = str(Path(args.config).resolve())
+        for flag in ("tls_certificate", "tls_key", "tls_client_ca"):
+            if getattr(args, flag):
+                os.environ[f"EXCHANGE_{flag.upper()}"] = str(Path(getattr(args, flag)).resolve())
+        if args.tls_client_certificate:
+            os.environ["EXCHANGE_TLS_CLIENT_CERTIFICATE"] = args.tls_client_certificate
         from .server import serve
 
         serve(load_settings(), workers=args.workers, access_log=not args.no_access_log)

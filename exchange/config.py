@@ -33,6 +33,11 @@ DEFAULTS: dict[str, Any] = {
     "default_api_root": "cybercrime",
     "post_wait_seconds": 2.0,
     "trusted_proxies": [],
+    "client_cert_header": "",
+    "tls_certificate": "",
+    "tls_key": "",
+    "tls_client_ca": "",
+    "tls_client_certificate": "optional",
     "login_failures_per_address": 30,
     "login_failures_per_partner_and_address": 10,
     "login_failure_window_seconds": 300,
@@ -55,7 +60,9 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "title": str, "description": str, "contact": str, "public_url": str, "host": str, "port": int,
     "store_path": str, "partners_file": str, "peers_file": str, "collections_dir": str,
     "default_api_root": str, "post_wait_seconds": float,
-    "trusted_proxies": comma_list, "login_failures_per_address": int,
+    "trusted_proxies": comma_list, "client_cert_header": str, "tls_certificate": str,
+    "tls_key": str, "tls_client_ca": str, "tls_client_certificate": str,
+    "login_failures_per_address": int,
     "login_failures_per_partner_and_address": int, "login_failure_window_seconds": float,
 }
 
@@ -90,6 +97,13 @@ class Settings:
     login_failures_per_address: int = 30
     login_failures_per_partner_and_address: int = 10
     login_failure_window_seconds: float = 300.0
+    # A header a trusted proxy puts the verified client certificate in ('' : none).
+    client_cert_header: str = ""
+    # TLS terminated by the server itself (None: plain HTTP, TLS in front of it).
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # with it, clients are asked for a certificate
+    tls_client_certificate: str = "optional"  # or "required"
 
     def api_root(self, name: str) -> ApiRootSettings | None:
         return next((r for r in self.api_roots if r.name == name), None)
@@ -137,6 +151,14 @@ def load_settings(path: str | Path | None = None,
         proxies = tuple(ipaddress.ip_network(p, strict=False) for p in merged["trusted_proxies"])
     except ValueError as exc:
         raise ConfigError(f"trusted_proxies: {exc}") from None
+    if merged["client_cert_header"] and not proxies:
+        raise ConfigError("client_cert_header is believed only from trusted_proxies: set them")
+    if (merged["tls_key"] or merged["tls_client_ca"]) and not merged["tls_certificate"]:
+        raise ConfigError("tls_key and tls_client_ca need tls_certificate")
+
+    def optional_file(key: str) -> Path | None:
+        return base / merged[key] if merged[key] else None
+
     default_root = merged["default_api_root"] or None
     if default_root and default_root not in {r.name for r in roots}:
         raise ConfigError(f"default_api_root {default_root!r} is not a configured API root")
@@ -151,4 +173,8 @@ def load_settings(path: str | Path | None = None,
         login_failures_per_address=merged["login_failures_per_address"],
         login_failures_per_partner_and_address=merged["login_failures_per_partner_and_address"],
         login_failure_window_seconds=merged["login_failure_window_seconds"],
+        client_cert_header=merged["client_cert_header"].strip().lower(),
+        tls_certificate=optional_file("tls_certificate"), tls_key=optional_file("tls_key"),
+        tls_client_ca=optional_file("tls_client_ca"),
+        tls_client_certificate=merged["tls_client_certificate"],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from .config import Settings, load_settings
@@ -23,7 +24,19 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     uvicorn's own proxy handling is off: it would believe X-Forwarded-For from 127.0.0.1 by
     default and drop the connection's peer. The app decides from `trusted_proxies` instead
     (taxii/client.py)."""
-    return {"host": settings.host, "port": settings.port, "proxy_headers": False}
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port,
+                               "proxy_headers": False}
+    if settings.tls_certificate:
+        from .tls import TLSClientCertProtocol
+
+        options.update(ssl_certfile=str(settings.tls_certificate),
+                       ssl_keyfile=str(settings.tls_key) if settings.tls_key else None)
+        if settings.tls_client_ca:
+            required = settings.tls_client_certificate == "required"
+            options.update(ssl_ca_certs=str(settings.tls_client_ca),
+                           ssl_cert_reqs=ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL,
+                           http=TLSClientCertProtocol)
+    return options
 
 
 def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:

@@ -35,6 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from ..errors import ConfigError, Unauthenticated
 from . import partners as partners_file
+from .certs import identify
 from .partners import TOKEN_PREFIX, Partner, hasher, parse_time, token_digest
 from .throttle import Throttle
 
@@ -78,6 +79,7 @@ class Authenticator:
         self._lock = threading.Lock()
         self._partners: dict[str, Partner] = {}
         self._by_token: dict[str, _TokenEntry] = {}
+        self._by_certificate: dict[str, Partner] = {}  # subject or fingerprint -> partner
         self._stamp: tuple[int, int, int] | None = None  # (mtime_ns, inode, size) last loaded
         self._checked = 0.0
         self._remembered: dict[bytes, tuple[str, str, float]] = {}
@@ -109,28 +111,44 @@ class Authenticator:
         by_token = {t.sha256: _TokenEntry(
             p, t.sha256, parse_time(t.expires).timestamp() if t.expires else None, t.expires,
             t.revoked) for p in loaded.values() for t in p.tokens}
+        by_certificate = {key: p for p in loaded.values()
+                          for key in p.cert_subjects + p.cert_fingerprints}
         with self._lock:
             self._partners, self._by_token, self._stamp = loaded, by_token, stamp
+            self._by_certificate = by_certificate
 
     def partner(self, partner_id: str) -> Partner | None:
         return self._partners.get(partner_id)
 
     def authenticate(self, authorization: str | None = None, *,
-                     api_key: str | None = None, address: str = "") -> Partner:
+                     api_key: str | None = None, certificate: str | None = None,
+                     address: str = "") -> Partner:
         """The partner the request's credentials name: an `Authorization` header (Basic with
-        a password or an API token, Bearer, Token) and an `X-API-Key` header. A request
-        that sends several must name one partner with all of them.
+        a password or an API token, Bearer, Token), an `X-API-Key` header and a verified TLS
+        client certificate (PEM). A request that sends several must name one partner with all
+        of them. A certificate that is no partner's is only a failure when nothing else was
+        sent: it may come from a CA many organisations share.
 
         `address` is the client's (see taxii/client.py): failed logins from it are counted,
         and once too many it is refused (Throttled) before any credential is checked."""
         if time.monotonic() - self._checked > self.reload_seconds:
             self._reload()
-        if not (authorization or api_key):  # a first request without credentials: no failure
+        if not (authorization or api_key or certificate):  # a first request: no failure
             raise Unauthenticated("send HTTP Basic credentials or an API token")
         claimed = _basic_user(authorization)
         self.throttle.check(address, claimed)
         try:
-            found = [self._authorization(authorization)] if authorization else []
+            found = []
+            if certificate:
+                subject, fingerprint = identify(certificate)
+                by_certificate = (self._by_certificate.get(fingerprint)
+                                  or self._by_certificate.get(subject))
+                if by_certificate is not None:
+                    found.append(by_certificate)
+                elif not (authorization or api_key):
+                    raise Unauthenticated("this client certificate is not a partner's")
+            if authorization:
+                found.append(self._authorization(authorization))
             if api_key:
                 found.append(self._token(api_key.strip()))
             if any(p.id != found[0].id for p in found):

@@ -133,8 +133,8 @@ def parse_expiry(text: str, now: datetime | None = None) -> str:
 
 
 def normalise_subject(subject: str) -> str:
-    """An RFC 4514 subject as the certificate check writes it (attribute names upper-case,
-    no optional spaces), so the file and the certificate compare as strings."""
+    """An RFC 4514 subject as the certificate check writes it (cryptography's
+    `rfc4514_string`), so the file and the certificate compare as strings."""
     from cryptography import x509  # only where certificates are used: it takes time to import
 
     try:

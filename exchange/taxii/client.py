@@ -11,13 +11,17 @@ keeps the peer, which the client certificate header needs.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..policy.auth import Authenticator
 from ..policy.partners import Partner
+
+log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 VIA_PROXY = "exchange.via_proxy"  # scope key: the connection came from a trusted proxy
@@ -57,8 +61,28 @@ def address(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-def authenticate(request: Request, auth: Authenticator) -> Partner:
+def certificate(request: Request, header: str = "") -> str | None:
+    """The client certificate (PEM) the server verified in the TLS handshake (the ASGI TLS
+    extension, see exchange/tls.py), or that a trusted proxy verified and passed in `header`
+    (URL-encoded PEM, as nginx's $ssl_client_escaped_cert)."""
+    tls = (request.scope.get("extensions") or {}).get("tls") or {}
+    chain = tls.get("client_cert_chain")
+    if chain:
+        return str(chain[0])
+    value = request.headers.get(header) if header else None
+    if not value:
+        return None
+    if request.scope.get(VIA_PROXY):
+        return unquote(value)
+    # Anyone can send the header: only a proxy that sets it after verifying is believed.
+    peer = request.client.host if request.client else "?"
+    log.warning("ignored the %s header from %s: not a trusted proxy", header, peer)
+    return None
+
+
+def authenticate(request: Request, auth: Authenticator, cert_header: str = "") -> Partner:
     """The partner a request's credentials name (see policy/auth.py for what is accepted)."""
     headers = request.headers
     return auth.authenticate(headers.get("authorization"), api_key=headers.get("x-api-key"),
+                             certificate=certificate(request, cert_header),
                              address=address(request))

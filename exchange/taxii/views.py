@@ -28,7 +28,8 @@ def _services(request: Request) -> Services:
 
 def _partner(request: Request) -> Partner:
     check_accept(request.headers.get("accept"))
-    return client.authenticate(request, _services(request).auth)
+    services = _services(request)
+    return client.authenticate(request, services.auth, services.settings.client_cert_header)
 
 
 def _url(request: Request, path: str) -> str:
