@@ -17,14 +17,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .audit import Trail
 from .collections import load_collections
 from .config import Settings
-from .errors import ExchangeError
+from .errors import ExchangeError, Throttled
 from .federation.peers import load_peers
 from .federation.sync import Federation, Syncer
 from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
+from .policy.throttle import Throttle
+from .policy.usage import TokenUsage
 from .store import Store
 from .taxii import extensions, openapi, responses, views
+from .taxii.client import ClientAddress
 from .taxii.context import Services
 from .taxii.ratelimit import RateLimiter
 
@@ -34,7 +37,11 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings, store: Store) -> FastAPI:
     collections = load_collections(settings)
     gate = Gate(settings, collections, store)
-    auth = Authenticator(settings.partners_file)
+    usage = TokenUsage(store)  # when each API token was last used, off the request path
+    throttle = Throttle(per_address=settings.login_failures_per_address,
+                        per_partner_and_address=settings.login_failures_per_partner_and_address,
+                        window_seconds=settings.login_failure_window_seconds)
+    auth = Authenticator(settings.partners_file, on_token=usage.seen, throttle=throttle)
 
     def writer(partner_id: str, collection_id: str) -> Writer | None:
         partner, collection = auth.partner(partner_id), collections.get(collection_id)
@@ -55,9 +62,11 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         trail.start()
         services.worker.start()  # also resumes requests a crash left pending
         syncer.start()  # peers at their intervals, when there are any
+        usage.start()
         try:
             yield
         finally:
+            usage.stop()
             syncer.stop()
             services.worker.stop()
             trail.stop()  # what waits is appended before the store closes
@@ -73,6 +82,11 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     @app.exception_handler(ExchangeError)
     async def domain_error(request: Request, exc: ExchangeError) -> Response:
         return responses.domain_error(exc)
+
+    @app.exception_handler(Throttled)
+    async def throttled(request: Request, exc: Throttled) -> Response:
+        return responses.error(429, exc.title, exc.description,
+                               {"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
@@ -97,6 +111,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app.add_middleware(ServerError)
     app.add_middleware(RequestBounds, max_url=settings.max_url_bytes,
                        max_headers=settings.max_header_bytes)
+    app.add_middleware(ClientAddress, trusted=settings.trusted_proxies)  # outermost
     return app
 
 

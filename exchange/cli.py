@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keep-alive", type=int, metavar="SECONDS",
                        help="idle keep-alive connections close after this (default from "
                        "settings: 5)")
+    serve.add_argument("--tls-certificate", metavar="PEM",
+                       help="serve HTTPS with this certificate (chain)")
+    serve.add_argument("--tls-key", metavar="PEM", help="its private key")
+    serve.add_argument("--tls-client-ca", metavar="PEM",
+                       help="ask clients for a certificate issued by this CA")
+    serve.add_argument("--tls-client-certificate", choices=["optional", "required"],
+                       help="with --tls-client-ca: refuse clients without one at the "
+                       "handshake (required) or not (optional, the default)")
 
     demo = commands.add_parser("demo", help="serve demo data with freshly generated partners")
     demo.add_argument("--dir", default=".demo", help="where demo state lives (default .demo)")
@@ -71,11 +79,36 @@ def build_parser() -> argparse.ArgumentParser:
     change.add_argument("--no-relay", action="store_true", help="it relays for no one")
     change.add_argument("--name", help="display name")
     change.add_argument("--group", action="append", help="group (repeatable; replaces the list)")
+    change.add_argument("--cert-subject", action="append", metavar="RFC4514",
+                        help="a TLS client certificate subject that is this partner, e.g. "
+                        "CN=connector.cert.example,O=CERT (repeatable; replaces the list)")
+    change.add_argument("--cert-fingerprint", action="append", metavar="SHA256",
+                        help="a TLS client certificate's SHA-256 fingerprint (repeatable; "
+                        "replaces the list)")
+    change.add_argument("--no-cert", action="store_true",
+                        help="no client certificate is this partner")
     actions.add_parser("list", help="list partners (never secrets)")
     rotate = actions.add_parser("rotate", help="replace a partner's password and token")
     rotate.add_argument("id")
     remove = actions.add_parser("remove", help="remove a partner")
     remove.add_argument("id")
+    token = actions.add_parser("token", help="a partner's API tokens: add, revoke, list")
+    token_actions = token.add_subparsers(dest="token_action", required=True)
+    token_add = token_actions.add_parser("add", help="one more API token for a partner (its "
+                                         "others keep working); prints it once")
+    token_add.add_argument("id")
+    token_add.add_argument("--label", help="a name for it, e.g. the connector that uses it")
+    token_add.add_argument("--expires", metavar="90d|DATE",
+                           help="refused from then on: days from now (90d) or a date "
+                           "(2027-03-01, from midnight UTC) or an RFC 3339 time")
+    token_revoke = token_actions.add_parser("revoke", help="revoke one API token at once")
+    token_revoke.add_argument("id")
+    token_revoke.add_argument("which", metavar="LABEL|PREFIX",
+                              help="its label, or its first characters as `token list` shows "
+                              "them (or the whole token)")
+    token_list = token_actions.add_parser("list", help="API tokens: label, created, expires, "
+                                          "last used (never the secret)")
+    token_list.add_argument("id", nargs="?", help="only this partner's")
 
     ingest = commands.add_parser("ingest", help="normalise input files into a collection")
     ingest.add_argument("--format", required=True, help="input format (see `formats`)")
@@ -146,20 +179,70 @@ def _partners(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "set":
         relays = () if args.no_relay else \
             (tuple(args.relay_for) if args.relay_for is not None else None)
+        certs: dict[str, tuple[str, ...] | None] = {
+            "cert_subjects": () if args.no_cert else _optional(args.cert_subject),
+            "cert_fingerprints": () if args.no_cert else _optional(args.cert_fingerprint)}
         changed = partners.update(path, args.id, clearance=args.clearance, relay_for=relays,
                                   name=args.name,
-                                  groups=tuple(args.group) if args.group is not None else None)
+                                  groups=tuple(args.group) if args.group is not None else None,
+                                  **certs)
         print(_line(changed))
     elif args.action == "rotate":
         _print_credentials(partners.rotate(path, args.id))
     elif args.action == "remove":
         partners.remove(path, args.id)
         print(f"removed {args.id}")
+    elif args.action == "token":
+        return _tokens(args, path, settings)
     else:
         print("id\tname\tgroups\tclearance\tidentity\trelays for")
         for p in partners.load(path).values():
             print(_line(p))
     return 0
+
+
+def _tokens(args: argparse.Namespace, path: Path, settings: Settings) -> int:
+    if args.token_action == "add":
+        made = partners.add_token(path, args.id, label=args.label, expires=args.expires)
+        print(f"partner:  {made.partner}")
+        print(f"token:    {made.token}")
+        print(f"label:    {made.entry.label or '-'}")
+        print(f"expires:  {made.entry.expires or 'never'}")
+        print("The token is shown once; only its hash is stored. The partner's other tokens "
+              "keep working until revoked.")
+    elif args.token_action == "revoke":
+        revoked = partners.revoke_token(path, args.id, args.which)
+        print(f"revoked {args.id} {revoked.name} {revoked.label or ''}".rstrip())
+    else:
+        known = partners.load(path)
+        if args.id and args.id not in known:
+            raise ConfigError(f"no partner {args.id!r}")
+        used = _last_used(settings)
+        now = datetime.now(UTC)
+        print("partner\ttoken\tlabel\tcreated\texpires\tlast used\tstate")
+        for p in known.values():
+            if args.id and p.id != args.id:
+                continue
+            for t in p.tokens:
+                print(f"{p.id}\t{t.name}\t{t.label or '-'}\t{t.created or '-'}\t"
+                      f"{t.expires or 'never'}\t{used(t.sha256) or 'never'}\t{t.state(now)}")
+    return 0
+
+
+def _last_used(settings: Settings) -> Callable[[str], str | None]:
+    """Last uses are recorded by the server in its store (it never writes the partners file)."""
+    if not settings.store_path.exists():
+        return lambda digest: None
+    from .policy.usage import last_used
+    from .store.sqlite import SQLiteStore
+
+    store = SQLiteStore(settings.store_path)
+    store.open()
+    return lambda digest: last_used(store, digest)
+
+
+def _optional(values: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(values) if values is not None else None
 
 
 def _line(p: partners.Partner) -> str:
@@ -241,6 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.environ[f"EXCHANGE_{key}"] = str(getattr(args, option))
         if args.config:
             os.environ["EXCHANGE_CONFIG"] = str(Path(args.config).resolve())
+        for flag in ("tls_certificate", "tls_key", "tls_client_ca"):
+            if getattr(args, flag):
+                os.environ[f"EXCHANGE_{flag.upper()}"] = str(Path(getattr(args, flag)).resolve())
+        if args.tls_client_certificate:
+            os.environ["EXCHANGE_TLS_CLIENT_CERTIFICATE"] = args.tls_client_certificate
         from .server import serve
 
         serve(load_settings(), workers=args.workers, access_log=not args.no_access_log)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,15 @@ DEFAULTS: dict[str, Any] = {
     "rate_limit_burst": 1000,
     "max_json_depth": 32,
     "max_string_bytes": 1048576,
+    "trusted_proxies": [],
+    "client_cert_header": "",
+    "tls_certificate": "",
+    "tls_key": "",
+    "tls_client_ca": "",
+    "tls_client_certificate": "optional",
+    "login_failures_per_address": 30,
+    "login_failures_per_partner_and_address": 10,
+    "login_failure_window_seconds": 300,
     "api_roots": {
         "cybercrime": {"title": "Cybercrime exchange",
                        "description": "Indicators, sightings and partner submissions"},
@@ -49,8 +59,14 @@ DEFAULTS: dict[str, Any] = {
     },
 }
 
+
+
+def comma_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
 # Environment variables that override single settings, with the type each one takes.
-ENVIRONMENT: dict[str, type] = {
+ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "title": str, "description": str, "contact": str, "public_url": str, "host": str, "port": int,
     "store_path": str, "partners_file": str, "peers_file": str, "collections_dir": str,
     "default_api_root": str, "post_wait_seconds": float,
@@ -58,6 +74,10 @@ ENVIRONMENT: dict[str, type] = {
     "request_timeout_seconds": float, "keep_alive_seconds": int,
     "rate_limit_per_second": float, "rate_limit_burst": int,
     "max_json_depth": int, "max_string_bytes": int,
+    "trusted_proxies": comma_list, "client_cert_header": str, "tls_certificate": str,
+    "tls_key": str, "tls_client_ca": str, "tls_client_certificate": str,
+    "login_failures_per_address": int,
+    "login_failures_per_partner_and_address": int, "login_failure_window_seconds": float,
 }
 LIMITS = ("max_url_bytes", "max_header_bytes", "max_request_head_bytes",
           "request_timeout_seconds", "keep_alive_seconds", "rate_limit_per_second",
@@ -98,6 +118,18 @@ class Settings:
     rate_limit_burst: int = 1000  # per partner, requests at once
     max_json_depth: int = 32  # nesting of a pushed body, the envelope included
     max_string_bytes: int = 1048576  # any string of a pushed body, as sent
+    # Proxies whose X-Forwarded-For (and client certificate header) are believed.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    login_failures_per_address: int = 30
+    login_failures_per_partner_and_address: int = 10
+    login_failure_window_seconds: float = 300.0
+    # A header a trusted proxy puts the verified client certificate in ('' : none).
+    client_cert_header: str = ""
+    # TLS terminated by the server itself (None: plain HTTP, TLS in front of it).
+    tls_certificate: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None  # with it, clients are asked for a certificate
+    tls_client_certificate: str = "optional"  # or "required"
 
     def api_root(self, name: str) -> ApiRootSettings | None:
         return next((r for r in self.api_roots if r.name == name), None)
@@ -125,10 +157,12 @@ def load_settings(path: str | Path | None = None,
             try:
                 merged[key] = kind(raw)
             except ValueError:
-                raise ConfigError(f"EXCHANGE_{key.upper()}={raw!r} is not a {kind.__name__}") \
-                    from None
+                what = getattr(kind, "__name__", "value")
+                raise ConfigError(f"EXCHANGE_{key.upper()}={raw!r} is not a {what}") from None
     # Defaults and the file were valid on their own, so a problem now is in the environment.
     validate("config", merged, "EXCHANGE_* environment variables")
+    if not math.isfinite(merged["login_failure_window_seconds"]):
+        raise ConfigError("login_failure_window_seconds must be a number of seconds")
     if not math.isfinite(merged["post_wait_seconds"]):  # the schema lets NaN through
         raise ConfigError("post_wait_seconds must be a number of seconds from 0 to 60, "
                           f"not {merged['post_wait_seconds']}")
@@ -142,6 +176,18 @@ def load_settings(path: str | Path | None = None,
             raise ConfigError(f"api root {root.name!r}: that path is the server's own")
         if root.default_page_size > root.max_page_size:
             raise ConfigError(f"api root {root.name}: default_page_size exceeds max_page_size")
+    try:
+        proxies = tuple(ipaddress.ip_network(p, strict=False) for p in merged["trusted_proxies"])
+    except ValueError as exc:
+        raise ConfigError(f"trusted_proxies: {exc}") from None
+    if merged["client_cert_header"] and not proxies:
+        raise ConfigError("client_cert_header is believed only from trusted_proxies: set them")
+    if (merged["tls_key"] or merged["tls_client_ca"]) and not merged["tls_certificate"]:
+        raise ConfigError("tls_key and tls_client_ca need tls_certificate")
+
+    def optional_file(key: str) -> Path | None:
+        return base / merged[key] if merged[key] else None
+
     default_root = merged["default_api_root"] or None
     if default_root and default_root not in {r.name for r in roots}:
         raise ConfigError(f"default_api_root {default_root!r} is not a configured API root")
@@ -153,4 +199,12 @@ def load_settings(path: str | Path | None = None,
         collections_dir=base / merged["collections_dir"], default_api_root=default_root,
         post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,
         **{key: merged[key] for key in LIMITS},
+        trusted_proxies=proxies,
+        login_failures_per_address=merged["login_failures_per_address"],
+        login_failures_per_partner_and_address=merged["login_failures_per_partner_and_address"],
+        login_failure_window_seconds=merged["login_failure_window_seconds"],
+        client_cert_header=merged["client_cert_header"].strip().lower(),
+        tls_certificate=optional_file("tls_certificate"), tls_key=optional_file("tls_key"),
+        tls_client_ca=optional_file("tls_client_ca"),
+        tls_client_certificate=merged["tls_client_certificate"],
     )

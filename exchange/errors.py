@@ -67,3 +67,14 @@ class InvalidObject(ExchangeError):
     """One STIX object failed validation; it is reported in the status, never stored."""
 
     title = "Invalid STIX object"
+
+
+class Throttled(ExchangeError):
+    """Too many failed logins from this source: refused before any credential is checked."""
+
+    title = "Too many failed logins"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many failed logins from this address; retry after "
+                         f"{retry_after} seconds")
+        self.retry_after = retry_after

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ssl
+from typing import Any
+
 from .config import Settings, load_settings
 from .errors import ConfigError
 
@@ -15,6 +18,32 @@ def app_from_environment() -> object:
     return create_app(settings, SQLiteStore(settings.store_path))
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How uvicorn is started for these settings (tests start it the same way).
+
+    uvicorn's own proxy handling is off: it would believe X-Forwarded-For from 127.0.0.1 by
+    default and drop the connection's peer. The app decides from `trusted_proxies` instead
+    (taxii/client.py)."""
+    from .wire import BoundedHttpTools
+
+    # The parser's bound and the request timeout reach each worker through its app's settings
+    # (see wire.py); idle keep-alive is uvicorn's own.
+    options: dict[str, Any] = {"host": settings.host, "port": settings.port,
+                               "proxy_headers": False, "http": BoundedHttpTools,
+                               "timeout_keep_alive": settings.keep_alive_seconds}
+    if settings.tls_certificate:
+        from .tls import TLSClientCertProtocol
+
+        options.update(ssl_certfile=str(settings.tls_certificate),
+                       ssl_keyfile=str(settings.tls_key) if settings.tls_key else None)
+        if settings.tls_client_ca:
+            required = settings.tls_client_certificate == "required"
+            options.update(ssl_ca_certs=str(settings.tls_client_ca),
+                           ssl_cert_reqs=ssl.CERT_REQUIRED if required else ssl.CERT_OPTIONAL,
+                           http=TLSClientCertProtocol)
+    return options
+
+
 def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:
     import uvicorn
 
@@ -24,16 +53,10 @@ def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> N
     if not settings.partners_file.exists():
         raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
                           "`taxii-exchange partners add` (there are no default credentials)")
-    from .wire import BoundedHttpTools
-
-    # The parser's bound and the request timeout reach each worker through its app's settings
-    # (see wire.py); idle keep-alive is uvicorn's own.
-    common = {"host": settings.host, "port": settings.port, "access_log": access_log,
-              "proxy_headers": True, "http": BoundedHttpTools,
-              "timeout_keep_alive": settings.keep_alive_seconds}
+    common = {**uvicorn_options(settings), "access_log": access_log}
     if workers > 1:
         uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
-                    **common)  # type: ignore[arg-type]
+                    **common)
     else:
         uvicorn.run(create_app(settings, SQLiteStore(settings.store_path)),
-                    **common)  # type: ignore[arg-type]
+                    **common)

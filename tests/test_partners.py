@@ -191,8 +191,9 @@ def test_wrong_password_or_unknown_partner_is_refused(auth: Authenticator, creds
         auth.authenticate(basic("acme", creds["beta"].password))
     with pytest.raises(Unauthenticated, match="wrong partner id or password"):
         auth.authenticate(basic("nobody", creds["acme"].password))
-    with pytest.raises(Unauthenticated):  # one partner's token is not another's password
-        auth.authenticate(basic("acme", creds["acme"].token))
+    with pytest.raises(Unauthenticated, match="wrong partner id or password"):
+        auth.authenticate(basic("beta", creds["acme"].token))  # not another partner's password
+    assert auth.authenticate(basic("acme", creds["acme"].token)).id == "acme"  # its own: yes
 
 
 def test_the_remembered_password_cache_never_holds_the_plaintext(auth: Authenticator, creds):

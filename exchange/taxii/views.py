@@ -21,7 +21,7 @@ from ..errors import ExchangeError, NotFound, RateLimited, TooLarge
 from ..model import COMPLETE, AuditEntry, Page, Status
 from ..policy.access import Access
 from ..policy.partners import Partner
-from . import bodylimits, params, responses
+from . import bodylimits, client, params, responses
 from .context import Services
 from .media import check_accept, check_content_type
 
@@ -34,7 +34,7 @@ def _services(request: Request) -> Services:
 def _partner(request: Request, seen: Seen | None = None) -> Partner:
     check_accept(request.headers.get("accept"))
     services = _services(request)
-    partner = services.auth.authenticate(request.headers.get("authorization"))
+    partner = client.authenticate(request, services.auth, services.settings.client_cert_header)
     if seen is not None:
         seen.partner = partner.id
     wait = services.limiter.take(partner.id)  # after authentication: per partner
