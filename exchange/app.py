@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import audit
 from .audit import Trail
 from .collections import load_collections
 from .config import Settings
@@ -23,7 +24,7 @@ from .federation.sync import Federation, Syncer
 from .ingest import Ingest, Worker, Writer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
-from .policy.throttle import Throttle
+from .policy.throttle import Throttle, log_throttled
 from .policy.usage import TokenUsage
 from .store import Store
 from .taxii import extensions, openapi, responses, views
@@ -49,6 +50,12 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     ingest = Ingest(store, writer)
     trail = Trail(store)
+
+    def on_throttled(address: str, partner_id: str | None) -> None:
+        log_throttled(address, partner_id)
+        trail.record(audit.entry("throttled", partner_id or "", address=address))
+
+    throttle.on_throttled = on_throttled
     services = Services(settings=settings, gate=gate, auth=auth, ingest=ingest,
                         worker=Worker(ingest), trail=trail,
                         limiter=RateLimiter(settings.rate_limit_per_second,
@@ -59,6 +66,10 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store.open()  # in the serving process, after any fork
+        # Changes to the definitions while no server ran (file edits) are recorded now.
+        audit.reconcile(store, "collection", {c.id: c for c in collections}, "serve")
+        audit.reconcile(store, "partner", auth.partners(), "serve")
+        auth.on_load = lambda found: audit.reconcile(store, "partner", found, "serve")
         trail.start()
         services.worker.start()  # also resumes requests a crash left pending
         syncer.start()  # peers at their intervals, when there are any

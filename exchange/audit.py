@@ -9,6 +9,7 @@ every record that was edited, inserted or deleted.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -68,6 +69,47 @@ def _stored(versions: Sequence[tuple[str, str]]) -> dict[str, Any]:
         return {"stored": len(versions), "versions": [list(v) for v in versions]}
     text = "\n".join(f"{ident} {version}" for ident, version in versions)
     return {"stored": len(versions), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def reconcile(store: Store, kind: str, current: dict[str, Any], by: str = "") -> int:
+    """Record administrative changes: each `kind` (partner, collection) added, changed (with
+    the fields that changed) or removed since the last reconcile, whoever made the change
+    (a command, or an edit of the file a server noticed). Values are never recorded, only
+    field names, and digests kept in the store's state; returns the number of records."""
+    name = f"audit:{kind}s"
+    before: dict[str, dict[str, str]] = store.get_state(name) or {}
+    now = {key: {field: _digest(value) for field, value in _fields(item).items()}
+           for key, item in current.items()}
+    entries = []
+    for key in sorted(before.keys() | now.keys()):
+        old, new = before.get(key), now.get(key)
+        if old == new:
+            continue
+        change = "added" if old is None else "removed" if new is None else "changed"
+        fields = None if old is None or new is None else \
+            sorted(f for f in old.keys() | new.keys() if old.get(f) != new.get(f))
+        entries.append(entry("admin", "", change=f"{kind} {change}", name=key, fields=fields,
+                             by=by or None))
+    if entries:
+        store.append_audit(entries)
+        store.put_state(name, now)
+    return len(entries)
+
+
+def _fields(item: Any) -> dict[str, Any]:
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return dataclasses.asdict(item)
+    return dict(item)
+
+
+def _digest(value: Any) -> str:
+    def plain(found: Any) -> Any:
+        if isinstance(found, frozenset | set):
+            return sorted(found, key=str)
+        return str(found)
+
+    return hashlib.sha256(orjson.dumps(value, default=plain, option=orjson.OPT_SORT_KEYS)
+                          ).hexdigest()
 
 
 class Trail:

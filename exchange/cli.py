@@ -241,6 +241,24 @@ def _last_used(settings: Settings) -> Callable[[str], str | None]:
     return lambda digest: last_used(store, digest)
 
 
+def _record_partners(settings: Settings, other_file: Path | None) -> None:
+    """A change to the server's partners leaves an audit record in its store, when it has
+    one (a server starting over a new store records what it finds)."""
+    if (other_file and other_file.resolve() != settings.partners_file.resolve()) \
+            or not settings.store_path.exists():
+        return
+    from . import audit
+    from .store.sqlite import SQLiteStore
+
+    store = SQLiteStore(settings.store_path)
+    store.open()
+    try:
+        audit.reconcile(store, "partner", partners.load(settings.partners_file),
+                        "partners command")
+    finally:
+        store.close()
+
+
 def _optional(values: list[str] | None) -> tuple[str, ...] | None:
     return tuple(values) if values is not None else None
 
@@ -299,7 +317,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(Path(args.dir), port=args.port, serve_after=not args.no_serve)
         settings = load_settings(args.config)
         if args.command == "partners":
-            return _partners(args, settings)
+            code = _partners(args, settings)
+            if args.action in ("add", "set", "rotate", "remove") or (
+                    args.action == "token" and args.token_action in ("add", "revoke")):
+                _record_partners(settings, Path(args.file) if args.file else None)
+            return code
         if args.command == "audit":
             return _audit(args, settings)
         if args.command == "sync":

@@ -12,6 +12,7 @@ import concurrent.futures
 import io
 import json
 import sqlite3
+import time
 import uuid
 from contextlib import redirect_stdout
 from pathlib import Path
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from exchange.cli import main
+from exchange.policy import partners
 from exchange.store.chain import link
 from tests.conftest import ALICE, HIDDEN, OPEN, READONLY, Env, LiveServer, start_server
 
@@ -95,8 +97,9 @@ def test_each_request_for_objects_or_statuses_is_recorded(served: tuple[Env, Liv
     finally:
         live.stop()  # the batched read records are appended before the store closes
 
-    records = exported(env)
-    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    every = exported(env)
+    assert [r["seq"] for r in every] == list(range(1, len(every) + 1))
+    records = [r for r in every if r["kind"] != "admin"]
     seen = [(r["kind"], r["partner"], r.get("result"), r.get("endpoint", "").split(" ")[0])
             for r in records]
     # The push is recorded when accepted (with its address) and when stored, each in the
@@ -148,7 +151,7 @@ def test_export_takes_records_since_a_time_and_of_one_partner(served: tuple[Env,
     finally:
         live.stop()
     every = exported(env)
-    assert {r["partner"] for r in every} == {"alice", "bob"}
+    assert {r["partner"] for r in every} == {"", "alice", "bob"}  # '': the server at start
     assert {r["partner"] for r in exported(env, "--partner", "bob")} == {"bob"}
     last = every[-1]["at"]
     assert [r["seq"] for r in exported(env, "--since", last)] == \
@@ -158,7 +161,8 @@ def test_export_takes_records_since_a_time_and_of_one_partner(served: tuple[Env,
 
 # -- tampering --------------------------------------------------------------------------------
 def trail_of(env: Env, requests: int = 8) -> Path:
-    """A store whose trail holds a push and some reads."""
+    """A store whose trail holds what a server records at start (its 3 collections and 3
+    partners: records 1-6), a push (7, 8) and some reads (9 on)."""
     live = start_server(env)
     try:
         push(live, "alice", [indicator(1)])
@@ -201,28 +205,28 @@ def test_verify_passes_an_untouched_trail_and_prints_its_head(env: Env):
     trail_of(env)
     code, lines = command(env, "verify")
     assert code == 0
-    assert lines[-1].startswith("audit trail intact: 10 records; last 10:")
+    assert lines[-1].startswith("audit trail intact: 16 records; last 16:")
     assert command(env, "verify", "--anchor", head(env))[0] == 0
 
 
 @pytest.mark.parametrize("statements, named", [
     pytest.param([("UPDATE audit SET body = replace(body, '\"alice\"', '\"carol\"') "
-                   "WHERE seq = 4", ())],
-                 ["record 4 edited or inserted: its hash does not follow from the record "
-                  "before", "record 4 edited: its time or partner differs from its body"],
+                   "WHERE seq = 10", ())],
+                 ["record 10 edited or inserted: its hash does not follow from the record "
+                  "before", "record 10 edited: its time or partner differs from its body"],
                  id="body edited"),
-    pytest.param([("UPDATE audit SET partner = 'carol' WHERE seq = 5", ())],
-                 ["record 5 edited: its time or partner differs from its body"],
+    pytest.param([("UPDATE audit SET partner = 'carol' WHERE seq = 11", ())],
+                 ["record 11 edited: its time or partner differs from its body"],
                  id="partner column edited"),
-    pytest.param([("DELETE FROM audit WHERE seq = 6", ())], ["record 6 deleted"],
+    pytest.param([("DELETE FROM audit WHERE seq = 12", ())], ["record 12 deleted"],
                  id="one record deleted"),
-    pytest.param([("DELETE FROM audit WHERE seq BETWEEN 3 AND 5", ())],
-                 ["records 3 to 5 deleted"], id="three records deleted"),
-    pytest.param([("UPDATE audit SET seq = -seq WHERE seq >= 7", ()),
+    pytest.param([("DELETE FROM audit WHERE seq BETWEEN 9 AND 11", ())],
+                 ["records 9 to 11 deleted"], id="three records deleted"),
+    pytest.param([("UPDATE audit SET seq = -seq WHERE seq >= 13", ()),
                   ("UPDATE audit SET seq = 1 - seq WHERE seq < 0", ()),
-                  ("INSERT INTO audit (seq, at, partner, body, hash) SELECT 7, at, partner, "
-                   "body, hash FROM audit WHERE seq = 6", ())],
-                 ["record 7 edited or inserted: its hash does not follow from the record "
+                  ("INSERT INTO audit (seq, at, partner, body, hash) SELECT 13, at, partner, "
+                   "body, hash FROM audit WHERE seq = 12", ())],
+                 ["record 13 edited or inserted: its hash does not follow from the record "
                   "before"], id="record inserted"),
 ])
 def test_verify_names_every_record_edited_inserted_or_deleted(
@@ -239,15 +243,15 @@ def test_an_anchor_catches_a_rewritten_or_shortened_chain(env: Env):
     path = trail_of(env)
     anchor = head(env)  # noted outside the store, e.g. in the operator's log
     tamper(path, ("UPDATE audit SET body = replace(body, '\"alice\"', '\"carol\"'), "
-                  "partner = 'carol' WHERE seq = 3", ()))
-    rechain(path, 3)
+                  "partner = 'carol' WHERE seq = 9", ()))
+    rechain(path, 9)
     assert command(env, "verify")[0] == 0  # the chain alone cannot tell
     code, lines = command(env, "verify", "--anchor", anchor)
-    assert code == 1 and lines[0] == "record 10 is not the anchored one: the chain was rewritten"
+    assert code == 1 and lines[0] == "record 16 is not the anchored one: the chain was rewritten"
 
-    tamper(path, ("DELETE FROM audit WHERE seq >= 9", ()))
+    tamper(path, ("DELETE FROM audit WHERE seq >= 15", ()))
     code, lines = command(env, "verify", "--anchor", anchor)
-    assert code == 1 and lines[0] == "record 10 (the anchor) is gone: the chain was cut short"
+    assert code == 1 and lines[0] == "record 16 (the anchor) is gone: the chain was cut short"
 
 
 @pytest.mark.parametrize("anchor", ["10", "ten:" + "0" * 64, "10:abc"])
@@ -265,7 +269,7 @@ def test_pushes_from_several_threads_chain_without_gaps(served: tuple[Env, LiveS
     finally:
         live.stop()
     code, lines = command(env, "verify")
-    assert code == 0 and lines[-1].startswith("audit trail intact: 40 records")
+    assert code == 0 and lines[-1].startswith("audit trail intact: 46 records")
 
 
 def test_requests_that_hand_over_no_objects_are_not_recorded(served: tuple[Env, LiveServer]):
@@ -277,4 +281,54 @@ def test_requests_that_hand_over_no_objects_are_not_recorded(served: tuple[Env, 
                 assert http.get(path).is_success
     finally:
         live.stop()
-    assert exported(env) == []
+    assert [r for r in exported(env) if r["kind"] != "admin"] == []
+
+
+# -- administrative changes -------------------------------------------------------------------
+def admin(env: Env) -> list[tuple[str, str, list[str] | None, str]]:
+    return [(r["change"], r["name"], r.get("fields"), r.get("by", ""))
+            for r in exported(env) if r["kind"] == "admin"]
+
+
+def test_partner_and_collection_changes_are_recorded_whoever_makes_them(env: Env):
+    live = start_server(env)  # a new store: what it serves is recorded once
+    live.stop()
+    live = start_server(env)  # nothing changed: nothing more
+    live.stop()
+    assert sorted(admin(env)) == sorted(
+        [("collection added", c, None, "serve") for c in (OPEN, READONLY, HIDDEN)]
+        + [("partner added", p, None, "serve") for p in ("alice", "bob", "carol")])
+
+    run = ["--config", config(env), "partners"]
+    with redirect_stdout(io.StringIO()):
+        assert main([*run, "set", "bob", "--clearance", "green"]) == 0
+        assert main([*run, "remove", "carol"]) == 0
+        assert main([*run, "token", "add", "alice", "--label", "siem"]) == 0
+    assert admin(env)[6:] == [("partner changed", "bob", ["clearance"], "partners command"),
+                              ("partner removed", "carol", None, "partners command"),
+                              ("partner changed", "alice", ["tokens"], "partners command")]
+    # A hand edit a running server notices (it reloads the file within a second).
+    live = start_server(env)
+    try:
+        partners.update(env.settings.partners_file, "bob", clearance="red")
+        deadline = time.monotonic() + 10
+        while len(admin(env)) < 10:
+            assert time.monotonic() < deadline, admin(env)
+            with client(live, "alice") as http:
+                http.get("collections/")
+            time.sleep(0.2)
+    finally:
+        live.stop()
+    assert admin(env)[9:] == [("partner changed", "bob", ["clearance"], "serve")]
+
+
+def test_failed_logins_throttled_are_recorded(served: tuple[Env, LiveServer]):
+    env, live = served
+    try:
+        for _ in range(12):
+            httpx.get(f"{live.root}collections/{OPEN}/objects/", auth=("alice", "wrong"),
+                      headers={"Accept": TAXII})
+    finally:
+        live.stop()
+    [record] = [r for r in exported(env) if r["kind"] == "throttled"]
+    assert (record["partner"], record["address"]) == ("alice", "127.0.0.1")

@@ -75,6 +75,8 @@ class Authenticator:
         self.remember_seconds = remember_seconds
         self.reload_seconds = reload_seconds
         self.on_token = on_token  # (digest, partner id) of each token accepted
+        # Called with the partners after each reload once set (the audit trail's hook).
+        self.on_load: Callable[[dict[str, Partner]], object] | None = None
         self._key = secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._partners: dict[str, Partner] = {}
@@ -116,6 +118,11 @@ class Authenticator:
         with self._lock:
             self._partners, self._by_token, self._stamp = loaded, by_token, stamp
             self._by_certificate = by_certificate
+        if self.on_load is not None:
+            self.on_load(loaded)
+
+    def partners(self) -> dict[str, Partner]:
+        return dict(self._partners)
 
     def partner(self, partner_id: str) -> Partner | None:
         return self._partners.get(partner_id)
