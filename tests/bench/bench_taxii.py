@@ -496,12 +496,17 @@ def write_exchange_config(target: Target, collection: dict[str, Any],
                 **collection, **(policy if target.tree.policy else {})}
     (directory / "collections" / "bench.yaml").write_text(yaml.safe_dump(document))
     config = directory / "config.yaml"
-    config.write_text(yaml.safe_dump({
+    settings: dict[str, Any] = {
         "host": "127.0.0.1", "store_path": "store.sqlite3", "partners_file": "partners.yaml",
         "collections_dir": "collections", "default_api_root": ROOT, "post_wait_seconds": 2.0,
         "api_roots": {ROOT: {"title": "Benchmark root", "max_content_length": 16 * MIB,
                              "default_page_size": PAGE, "max_page_size": 5000}},
-    }))
+    }
+    known = json.loads((target.tree.path / "schemas" / "config.schema.json").read_text(
+        encoding="utf-8"))["properties"]
+    if "rate_limit_per_second" in known:  # measured is the server, not its per-partner limit
+        settings["rate_limit_per_second"] = 0
+    config.write_text(yaml.safe_dump(settings))
     return config
 
 
