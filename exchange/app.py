@@ -53,7 +53,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     def on_throttled(address: str, partner_id: str | None) -> None:
         log_throttled(address, partner_id)
-        trail.record(audit.entry("throttled", partner_id or "", address=address))
+        trail.later("throttled", partner_id or "", address=address)
 
     throttle.on_throttled = on_throttled
     services = Services(settings=settings, gate=gate, auth=auth, ingest=ingest,

@@ -9,6 +9,8 @@ every record that was edited, inserted or deleted.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -29,13 +31,13 @@ log = logging.getLogger(__name__)
 LISTED = 100  # a page with more objects is recorded by count, digest and date_added range
 
 
-def entry(kind: str, partner: str, **fields: Any) -> AuditEntry:
+def entry(kind: str, partner: str, at: int | None = None, **fields: Any) -> AuditEntry:
     """A record of `kind` (read, status, push, stored, delete, transfer, pull, ingest,
-    admin); fields that are None are left out."""
-    at = now_micros()
+    purge, throttled, admin) made at `at` (now); fields that are None are left out."""
+    at = now_micros() if at is None else at
     doc = {"at": format_micros(at), "kind": kind, "partner": partner,
            **{name: value for name, value in fields.items() if value is not None}}
-    return AuditEntry(at, partner, orjson.dumps(doc, option=orjson.OPT_SORT_KEYS))
+    return AuditEntry(at, partner, orjson.dumps(doc))
 
 
 def objects(entries: Sequence[Entry]) -> dict[str, Any]:
@@ -53,22 +55,22 @@ def outcome(status: Status) -> dict[str, Any]:
     """What a processed push did: counts, and the versions stored."""
     stored = [(d["id"], d["version"]) for d in status.successes if "message" not in d]
     return {"total": status.total_count, "unchanged": len(status.successes) - len(stored),
-            "failed": len(status.failures), **_stored(stored)}
+            "failed": len(status.failures), **listed(stored)}
 
 
 def outcomes(done: Sequence[Outcome]) -> dict[str, Any]:
     """What a load did (a pull, a feed): counts, and the versions stored."""
     stored = [(o.id, o.version) for o in done if o.stored and not o.conflict]
     return {"unchanged": sum(not o.stored and not o.conflict for o in done),
-            "conflicts": sum(o.conflict for o in done), **_stored(stored)}
+            "conflicts": sum(o.conflict for o in done), **listed(stored)}
 
 
-def _stored(versions: Sequence[tuple[str, str]]) -> dict[str, Any]:
-    """The versions stored, listed while few, else counted with a digest."""
+def listed(versions: Sequence[tuple[str, str]], count: str = "stored") -> dict[str, Any]:
+    """(id, version) pairs, listed while few, else counted with a digest."""
     if len(versions) <= LISTED:
-        return {"stored": len(versions), "versions": [list(v) for v in versions]}
+        return {count: len(versions), "versions": [list(v) for v in versions]}
     text = "\n".join(f"{ident} {version}" for ident, version in versions)
-    return {"stored": len(versions), "sha256": hashlib.sha256(text.encode()).hexdigest()}
+    return {count: len(versions), "sha256": hashlib.sha256(text.encode()).hexdigest()}
 
 
 def reconcile(store: Store, kind: str, current: dict[str, Any], by: str = "") -> int:
@@ -113,23 +115,22 @@ def _digest(value: Any) -> str:
 
 
 class Trail:
-    """Read records, batched: `record` is a list append; a thread appends them to the store."""
+    """Read records, batched: `later` keeps the facts (a deque append); a thread turns them
+    into records and appends them to the store, off the request's path."""
 
     def __init__(self, store: Store, *, interval: float = 0.5, batch: int = 2000) -> None:
         self.store = store
         self.interval = interval
         self.batch = batch
-        self._waiting: list[AuditEntry] = []
-        self._lock = threading.Lock()
+        self._waiting: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def record(self, item: AuditEntry) -> None:
-        with self._lock:
-            self._waiting.append(item)
-            full = len(self._waiting) >= self.batch
-        if full:
+    def later(self, kind: str, partner: str, **fields: Any) -> None:
+        """A record made now and written later: serialized by the flushing thread."""
+        self._waiting.append((now_micros(), kind, partner, fields))  # a deque: no lock needed
+        if len(self._waiting) >= self.batch:
             self._wake.set()
 
     def start(self) -> None:
@@ -147,16 +148,18 @@ class Trail:
 
     def flush(self) -> bool:
         """Append what waits; False (records kept for the next flush) when the store fails."""
-        with self._lock:
-            taken, self._waiting = self._waiting, []
-        if not taken:
+        facts: list[tuple[Any, ...]] = []
+        with contextlib.suppress(IndexError):
+            while True:
+                facts.append(self._waiting.popleft())
+        if not facts:
             return True
         try:
-            self.store.append_audit(taken)
+            self.store.append_audit([entry(kind, partner, at, **fields)
+                                     for at, kind, partner, fields in facts])
         except Exception:
-            log.exception("could not append %d audit records; will retry", len(taken))
-            with self._lock:
-                self._waiting[:0] = taken
+            log.exception("could not append %d audit records; will retry", len(facts))
+            self._waiting.extendleft(reversed(facts))
             return False
         return True
 

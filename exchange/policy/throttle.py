@@ -13,6 +13,7 @@ addresses would let it try 2**64 times).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -26,6 +27,7 @@ from ..errors import Throttled
 log = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=4096)  # asked on every request: parsing is most of its cost
 def source_key(address: str) -> str:
     """The unit failures are counted by: the address, or its /64 for IPv6."""
     try:

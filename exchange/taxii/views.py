@@ -56,12 +56,18 @@ class Seen:
     recorded: bool = False  # a write recorded itself, in its own transaction
 
 
+def _facts(request: Request, seen: Seen, result: int, **fields: Any) -> dict[str, Any]:
+    scope = request.scope  # read directly: Request.url builds a URL on every call
+    client = scope.get("client")
+    return {"result": result, "endpoint": f"{scope['method']} {scope['path']}",
+            "query": scope["query_string"][:2000].decode("latin-1") or None,
+            "address": client[0] if client else None, "collection": seen.collection,
+            **seen.fields, **fields}
+
+
 def _entry(request: Request, kind: str, seen: Seen, result: int, **fields: Any) -> AuditEntry:
-    return audit.entry(kind, seen.partner, result=result,
-                       endpoint=f"{request.method} {request.url.path}",
-                       query=request.url.query[:2000] or None,
-                       address=request.client.host if request.client else None,
-                       collection=seen.collection, **seen.fields, **fields)
+    """A write's record, for the write's own transaction."""
+    return audit.entry(kind, seen.partner, **_facts(request, seen, result, **fields))
 
 
 @contextmanager
@@ -71,13 +77,14 @@ def _audited(request: Request, kind: str) -> Iterator[Seen]:
     try:
         yield seen
     except ExchangeError as exc:
-        trail.record(_entry(request, kind, seen, responses.http_status(exc), error=exc.title))
+        trail.later(kind, seen.partner,
+                    **_facts(request, seen, responses.http_status(exc), error=exc.title))
         raise
     except Exception:
-        trail.record(_entry(request, kind, seen, 500, error="server error"))
+        trail.later(kind, seen.partner, **_facts(request, seen, 500, error="server error"))
         raise
     if not seen.recorded:
-        trail.record(_entry(request, kind, seen, 200))
+        trail.later(kind, seen.partner, **_facts(request, seen, 200))
 
 
 def _url(request: Request, path: str) -> str:
