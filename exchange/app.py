@@ -26,6 +26,7 @@ from .policy.auth import Authenticator
 from .policy.gate import Gate
 from .policy.throttle import Throttle, log_throttled
 from .policy.usage import TokenUsage
+from .retention import Purger
 from .store import Store
 from .taxii import extensions, openapi, responses, views
 from .taxii.client import ClientAddress
@@ -60,6 +61,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
                         worker=Worker(ingest), trail=trail,
                         limiter=RateLimiter(settings.rate_limit_per_second,
                                             settings.rate_limit_burst))
+    purger = Purger(store, collections, settings.purge_interval_seconds)
     syncer = Syncer(Federation(store, gate, ingest, collections, auth.partner,
                                load_peers(settings.peers_file)))
 
@@ -73,11 +75,13 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         trail.start()
         services.worker.start()  # also resumes requests a crash left pending
         syncer.start()  # peers at their intervals, when there are any
+        purger.start()  # what is past retention, when a collection has one
         usage.start()
         try:
             yield
         finally:
             usage.stop()
+            purger.stop()
             syncer.stop()
             services.worker.stop()
             trail.stop()  # what waits is appended before the store closes

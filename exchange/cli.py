@@ -1,4 +1,4 @@
-"""The `taxii-exchange` command: serve, demo, partners, ingest, formats, sync, audit."""
+"""The `taxii-exchange` command: serve, demo, partners, ingest, formats, sync, audit, purge."""
 
 from __future__ import annotations
 
@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
                       help="forget the bookmarks first: pull or push everything again (after "
                       "raising a peer's clearance, say); what is already there stays once")
 
+    purge = commands.add_parser("purge", help="delete object versions past their "
+                                "collection's retention")
+    purge.add_argument("--collection", action="append",
+                       help="only this collection: id, alias, or API-ROOT/ALIAS (repeatable)")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="say what would be deleted, delete nothing")
+
     trail = commands.add_parser("audit", help="check or export the audit trail")
     audit_actions = trail.add_subparsers(dest="action", required=True)
     verify = audit_actions.add_parser("verify", help="check that no record was edited, "
@@ -293,6 +300,27 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
 
 
+def _purge(args: argparse.Namespace, settings: Settings) -> int:
+    from .collections import load_collections
+    from .retention import purge
+    from .store.sqlite import SQLiteStore
+
+    collections = load_collections(settings)
+    chosen = [collections.named(key) for key in args.collection] if args.collection \
+        else list(collections)
+    store = SQLiteStore(settings.store_path)
+    store.open()
+    try:
+        done = purge(store, chosen, dry_run=args.dry_run, by="purge command")
+    finally:
+        store.close()
+    for item in done:
+        print(item.line(args.dry_run))
+    if not done:
+        print("no collection has a retention period (retention_days)")
+    return 0
+
+
 def _anchor(text: str) -> tuple[int, str]:
     seq, _, digest = text.partition(":")
     if not seq.isdigit() or len(digest) != 64:
@@ -324,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return code
         if args.command == "audit":
             return _audit(args, settings)
+        if args.command == "purge":
+            return _purge(args, settings)
         if args.command == "sync":
             from .federation.command import sync
 

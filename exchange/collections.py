@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -30,6 +31,8 @@ class CollectionDef:
     # Clearance for this collection, overriding the partner's own: principal -> TLP rank.
     clearances: dict[str, int] = field(default_factory=dict)
     red_recipients: frozenset[str] = frozenset()  # who may receive TLP:RED here
+    # Days a version is kept after its date_added, per its own TLP rank (None: for ever).
+    retention_days: tuple[int | None, ...] = (None,) * len(TLP_RANKS)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -76,6 +79,12 @@ class Collections:
         return matches[0]
 
 
+def _retention(document: dict[str, Any]) -> tuple[int | None, ...]:
+    by_tlp = document.get("retention_days_by_tlp", {})
+    default = document.get("retention_days")
+    return tuple(by_tlp.get(name, default) for name in TLP_RANKS)
+
+
 def load_collections(settings: Settings) -> Collections:
     """All collections, checked against the configured API roots."""
     directory = settings.collections_dir
@@ -110,5 +119,6 @@ def load_collections(settings: Settings) -> Collections:
             clearances={who: TLP_RANKS[tlp]
                         for who, tlp in document.get("clearance", {}).items()},
             red_recipients=frozenset(document.get("red_recipients", ())),
+            retention_days=_retention(document),
         )
     return Collections(found)

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "login_failures_per_address": 30,
     "login_failures_per_partner_and_address": 10,
     "login_failure_window_seconds": 300,
+    "purge_interval_seconds": 3600,
     "api_roots": {
         "cybercrime": {"title": "Cybercrime exchange",
                        "description": "Indicators, sightings and partner submissions"},
@@ -78,6 +79,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "tls_key": str, "tls_client_ca": str, "tls_client_certificate": str,
     "login_failures_per_address": int,
     "login_failures_per_partner_and_address": int, "login_failure_window_seconds": float,
+    "purge_interval_seconds": float,
 }
 LIMITS = ("max_url_bytes", "max_header_bytes", "max_request_head_bytes",
           "request_timeout_seconds", "keep_alive_seconds", "rate_limit_per_second",
@@ -123,6 +125,8 @@ class Settings:
     login_failures_per_address: int = 30
     login_failures_per_partner_and_address: int = 10
     login_failure_window_seconds: float = 300.0
+    # How often `serve` deletes what is past its collection's retention (0: never; `purge`).
+    purge_interval_seconds: float = 3600.0
     # A header a trusted proxy puts the verified client certificate in ('' : none).
     client_cert_header: str = ""
     # TLS terminated by the server itself (None: plain HTTP, TLS in front of it).
@@ -199,6 +203,7 @@ def load_settings(path: str | Path | None = None,
         collections_dir=base / merged["collections_dir"], default_api_root=default_root,
         post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,
         **{key: merged[key] for key in LIMITS},
+        purge_interval_seconds=merged["purge_interval_seconds"],
         trusted_proxies=proxies,
         login_failures_per_address=merged["login_failures_per_address"],
         login_failures_per_partner_and_address=merged["login_failures_per_partner_and_address"],

@@ -35,6 +35,17 @@ class Store(Protocol):
         effective ranks of what referenced them follow. When any went, the audit record
         `audit` makes of their number is written in the same transaction."""
 
+    def expired(self, collection: str, cutoffs: Sequence[int | None],
+                limit: int = 1000) -> list[tuple[str, str, int]]:
+        """(id, version, date_added) of the oldest versions past retention: added before the
+        cutoff of their own TLP rank (`cutoffs[rank]`, microseconds; None keeps that rank)."""
+
+    def purge(self, collection: str, cutoffs: Sequence[int | None], limit: int = 1000,
+              audit: Callable[[list[tuple[str, str, int]]], AuditEntry] | None = None
+              ) -> int:
+        """Delete up to `limit` of what `expired` names, as `delete` deletes, with the audit
+        record `audit` makes of them in the same transaction; return how many went."""
+
     def save_status(self, status: Status, request: bytes | None,
                     audit: AuditEntry | None = None) -> None:
         """Durably record a status; with `request`, the accepted body waiting to be processed;

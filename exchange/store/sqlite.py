@@ -302,6 +302,39 @@ class SQLiteStore:
             self._flush(conn, key, working)
         return len(chosen)
 
+    def expired(self, collection: str, cutoffs: Sequence[int | None],
+                limit: int = 1000) -> list[tuple[str, str, int]]:
+        """(id, version, date_added) of the oldest versions past retention: added before
+        the cutoff of their own TLP rank (`cutoffs[rank]`; None keeps that rank)."""
+        conn = self._conn()
+        key = self._key(conn, collection, create=False)
+        return [] if key is None else _expired(conn, key, cutoffs, limit)
+
+    def purge(self, collection: str, cutoffs: Sequence[int | None], limit: int = 1000,
+              audit: Callable[[list[tuple[str, str, int]]], AuditEntry] | None = None
+              ) -> int:
+        """Delete up to `limit` of the oldest versions past retention (see `expired`), as
+        `delete` does (flags, references and the ranks of referrers follow), with `audit`
+        of what went in the same transaction. Readers' `next` stays valid: it resumes after
+        a date_added, and what went was added before the newest of what is left."""
+        with self._write() as conn:
+            key = self._key(conn, collection, create=False)
+            gone = [] if key is None else _expired(conn, key, cutoffs, limit)
+            if key is None or not gone:
+                return 0
+            chosen = {(ident, added) for ident, _, added in gone}
+            working = Versions(_Backend(self, conn, key))
+            ids = {ident for ident, _ in chosen}
+            working.load(ids, bodies=True)
+            for ident in ids:
+                working.remove(ident, [r for r in working.versions[ident]
+                                       if (ident, r.added) in chosen])
+            working.settle()
+            self._flush(conn, key, working)
+            if audit is not None:
+                _append(conn, [audit(gone)])
+        return len(gone)
+
     def _flush(self, conn: sqlite3.Connection, key: int, working: Versions) -> None:
         """Write what the working set decided: new rows, their references, changed flags."""
         for row in working.removed:
@@ -578,6 +611,24 @@ def _migrate_v1(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _expired(conn: sqlite3.Connection, key: int, cutoffs: Sequence[int | None],
+             limit: int) -> list[tuple[str, str, int]]:
+    """One range of the date_added index per distinct cutoff, oldest first."""
+    groups: dict[int, list[int]] = {}
+    for rank, cutoff in enumerate(cutoffs):
+        if cutoff is not None:
+            groups.setdefault(cutoff, []).append(rank)
+    found: list[tuple[str, str, int]] = []
+    for cutoff, ranks in groups.items():
+        marks = ", ".join("?" * len(ranks))
+        found += conn.execute(
+            f"SELECT id, version, added FROM objects INDEXED BY objects_added "
+            f"WHERE coll = ? AND added < ? AND base IN ({marks}) ORDER BY added LIMIT ?",
+            (key, cutoff, *ranks, limit)).fetchall()
+    found.sort(key=lambda row: row[2])
+    return found[:limit]
 
 
 def _bytes(value: object) -> bytes:
