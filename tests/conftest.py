@@ -131,8 +131,10 @@ class LiveServer:
 def start_server(env: Env) -> LiveServer:
     app = create_app(env.settings, SQLiteStore(env.settings.store_path))
     port = free_port()
+    # As `serve` runs it (server.uvicorn_options): uvicorn's own proxy handling off, so a
+    # test's X-Forwarded-For is believed only as the app's trusted_proxies say.
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            access_log=False)
+                            access_log=False, proxy_headers=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
