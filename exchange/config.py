@@ -41,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "rate_limit_per_second": 100.0,
     "rate_limit_burst": 1000,
     "max_json_depth": 32,
+    "max_json_containers": 500_000,
     "max_string_bytes": 1048576,
     "trusted_proxies": [],
     "client_cert_header": "",
@@ -74,7 +75,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "max_url_bytes": int, "max_header_bytes": int, "max_request_head_bytes": int,
     "request_timeout_seconds": float, "keep_alive_seconds": int,
     "rate_limit_per_second": float, "rate_limit_burst": int,
-    "max_json_depth": int, "max_string_bytes": int,
+    "max_json_depth": int, "max_json_containers": int, "max_string_bytes": int,
     "trusted_proxies": comma_list, "client_cert_header": str, "tls_certificate": str,
     "tls_key": str, "tls_client_ca": str, "tls_client_certificate": str,
     "login_failures_per_address": int,
@@ -83,7 +84,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
 }
 LIMITS = ("max_url_bytes", "max_header_bytes", "max_request_head_bytes",
           "request_timeout_seconds", "keep_alive_seconds", "rate_limit_per_second",
-          "rate_limit_burst", "max_json_depth", "max_string_bytes")
+          "rate_limit_burst", "max_json_depth", "max_json_containers", "max_string_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +120,7 @@ class Settings:
     rate_limit_per_second: float = 100.0  # per partner, sustained; 0 turns the limit off
     rate_limit_burst: int = 1000  # per partner, requests at once
     max_json_depth: int = 32  # nesting of a pushed body, the envelope included
+    max_json_containers: int = 500_000  # arrays and objects in a pushed body
     max_string_bytes: int = 1048576  # any string of a pushed body, as sent
     # Proxies whose X-Forwarded-For (and client certificate header) are believed.
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()

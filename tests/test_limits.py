@@ -314,9 +314,15 @@ def nested(depth: int) -> object:
                  "max_string_bytes", id="string of 1100 quotes (2200 bytes escaped) -> 413"),
     pytest.param({"objects": [{**indicator(1), "x_" + "k" * 3000: 1}]}, 413,
                  "max_string_bytes", id="property name of 3000 bytes -> 413"),
+    pytest.param({"objects": [{**indicator(1), "x_list": [[]] * 196}]}, 202, "",
+                 id="200 arrays and objects, at the bound -> 202"),
+    pytest.param({"objects": [{**indicator(1), "x_list": [[]] * 197}]}, 413,
+                 "max_json_containers", id="201 arrays and objects -> 413"),
+    pytest.param("[" + "{}," * 300_000 + "{}]", 413, "max_json_containers",
+                 id="900 KB of empty objects -> 413 before parsing"),
 ])
 def test_pushed_body_depth_and_strings(env: Env, body: object, status: int, says: str):
-    server = live_with(env, max_json_depth=8, max_string_bytes=2048)
+    server = live_with(env, max_json_depth=8, max_string_bytes=2048, max_json_containers=200)
     try:
         with httpx.Client(headers={"Accept": TAXII, "Content-Type": TAXII,
                                    **env.bearer("alice")}) as client:

@@ -203,7 +203,8 @@ async def add_objects(request: Request, root: str, collection: str) -> Response:
                           total=status.total_count, refused=len(status.failures))
 
         def accept() -> Status:
-            bodylimits.check(body, settings.max_json_depth, settings.max_string_bytes)
+            bodylimits.check(body, settings.max_json_depth, settings.max_string_bytes,
+                             settings.max_json_containers)
             return services.ingest.accept(
                 api_root=root, collection=target.collection.id,
                 writer=services.gate.writer(partner, target.collection), body=body,
