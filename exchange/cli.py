@@ -5,19 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from datetime import UTC, datetime
+from collections.abc import Sequence
 from pathlib import Path
 
-import orjson
-
 from . import __version__
-from .config import Settings, load_settings
+from .config import load_settings
 from .errors import ConfigError
-from .model import TLP_NAMES, TLP_RANKS
-from .policy import partners
-from .stix import to_micros
+from .model import TLP_RANKS
 
 TLP_CHOICES = list(TLP_RANKS)
 
@@ -169,173 +163,6 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", help="write here instead of standard output")
     return parser
 
-
-def _print_credentials(credentials: partners.Credentials) -> None:
-    print(f"partner:  {credentials.partner}")
-    print(f"password: {credentials.password}")
-    print(f"token:    {credentials.token}")
-    print("These secrets are shown once; only their hashes are stored.")
-
-
-def _partners(args: argparse.Namespace, settings: Settings) -> int:
-    path = Path(args.file) if args.file else settings.partners_file
-    if args.action == "add":
-        _print_credentials(partners.add(path, args.id, args.name, tuple(args.group),
-                                        args.identity, args.clearance, tuple(args.relay_for)))
-        print(f"clearance: {args.clearance}")
-    elif args.action == "set":
-        relays = () if args.no_relay else \
-            (tuple(args.relay_for) if args.relay_for is not None else None)
-        certs: dict[str, tuple[str, ...] | None] = {
-            "cert_subjects": () if args.no_cert else _optional(args.cert_subject),
-            "cert_fingerprints": () if args.no_cert else _optional(args.cert_fingerprint)}
-        changed = partners.update(path, args.id, clearance=args.clearance, relay_for=relays,
-                                  name=args.name,
-                                  groups=tuple(args.group) if args.group is not None else None,
-                                  **certs)
-        print(_line(changed))
-    elif args.action == "rotate":
-        _print_credentials(partners.rotate(path, args.id))
-    elif args.action == "remove":
-        partners.remove(path, args.id)
-        print(f"removed {args.id}")
-    elif args.action == "token":
-        return _tokens(args, path, settings)
-    else:
-        print("id\tname\tgroups\tclearance\tidentity\trelays for")
-        for p in partners.load(path).values():
-            print(_line(p))
-    return 0
-
-
-def _tokens(args: argparse.Namespace, path: Path, settings: Settings) -> int:
-    if args.token_action == "add":
-        made = partners.add_token(path, args.id, label=args.label, expires=args.expires)
-        print(f"partner:  {made.partner}")
-        print(f"token:    {made.token}")
-        print(f"label:    {made.entry.label or '-'}")
-        print(f"expires:  {made.entry.expires or 'never'}")
-        print("The token is shown once; only its hash is stored. The partner's other tokens "
-              "keep working until revoked.")
-    elif args.token_action == "revoke":
-        revoked = partners.revoke_token(path, args.id, args.which)
-        print(f"revoked {args.id} {revoked.name} {revoked.label or ''}".rstrip())
-    else:
-        known = partners.load(path)
-        if args.id and args.id not in known:
-            raise ConfigError(f"no partner {args.id!r}")
-        used = _last_used(settings)
-        now = datetime.now(UTC)
-        print("partner\ttoken\tlabel\tcreated\texpires\tlast used\tstate")
-        for p in known.values():
-            if args.id and p.id != args.id:
-                continue
-            for t in p.tokens:
-                print(f"{p.id}\t{t.name}\t{t.label or '-'}\t{t.created or '-'}\t"
-                      f"{t.expires or 'never'}\t{used(t.sha256) or 'never'}\t{t.state(now)}")
-    return 0
-
-
-def _last_used(settings: Settings) -> Callable[[str], str | None]:
-    """Last uses are recorded by the server in its store (it never writes the partners file)."""
-    if not settings.store_path.exists():
-        return lambda digest: None
-    from .policy.usage import last_used
-    from .store.sqlite import SQLiteStore
-
-    store = SQLiteStore(settings.store_path)
-    store.open()
-    return lambda digest: last_used(store, digest)
-
-
-def _record_partners(settings: Settings, other_file: Path | None) -> None:
-    """A change to the server's partners leaves an audit record in its store, when it has
-    one (a server starting over a new store records what it finds)."""
-    if (other_file and other_file.resolve() != settings.partners_file.resolve()) \
-            or not settings.store_path.exists():
-        return
-    from . import audit
-    from .store.sqlite import SQLiteStore
-
-    store = SQLiteStore(settings.store_path)
-    store.open()
-    try:
-        audit.reconcile(store, "partner", partners.load(settings.partners_file),
-                        "partners command")
-    finally:
-        store.close()
-
-
-def _optional(values: list[str] | None) -> tuple[str, ...] | None:
-    return tuple(values) if values is not None else None
-
-
-def _line(p: partners.Partner) -> str:
-    return (f"{p.id}\t{p.name}\t{','.join(p.groups)}\t{TLP_NAMES[p.clearance]}\t"
-            f"{p.identity}\t{','.join(sorted(p.relay_for))}")
-
-
-def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    from . import audit
-    from .store.sqlite import SQLiteStore
-
-    store = SQLiteStore(settings.store_path)
-    store.open()
-    try:
-        if args.action == "verify":
-            verdict = audit.verify(store, _anchor(args.anchor) if args.anchor else None)
-            for problem in verdict.problems:
-                print(problem)
-            seq, digest = verdict.head
-            state = "BROKEN" if verdict.problems else "intact"
-            print(f"audit trail {state}: {verdict.records} records; last {seq}:{digest}")
-            return 1 if verdict.problems else 0
-        since = _moment(args.since) if args.since else None
-        with ExitStack() as stack:
-            out = stack.enter_context(open(args.out, "wb")) if args.out else sys.stdout.buffer
-            for record in audit.export(store, since, args.partner):
-                out.write(orjson.dumps(record) + b"\n")
-        return 0
-    finally:
-        store.close()
-
-
-def _purge(args: argparse.Namespace, settings: Settings) -> int:
-    from .collections import load_collections
-    from .retention import purge
-    from .store.sqlite import SQLiteStore
-
-    collections = load_collections(settings)
-    chosen = [collections.named(key) for key in args.collection] if args.collection \
-        else list(collections)
-    store = SQLiteStore(settings.store_path)
-    store.open()
-    try:
-        done = purge(store, chosen, dry_run=args.dry_run, by="purge command")
-    finally:
-        store.close()
-    for item in done:
-        print(item.line(args.dry_run))
-    if not done:
-        print("no collection has a retention period (retention_days)")
-    return 0
-
-
-def _anchor(text: str) -> tuple[int, str]:
-    seq, _, digest = text.partition(":")
-    if not seq.isdigit() or len(digest) != 64:
-        raise ConfigError(f"--anchor takes SEQ:HASH as `audit verify` prints it, not {text!r}")
-    return int(seq), digest.lower()
-
-
-def _moment(text: str) -> int:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(f"--since takes an ISO 8601 time, not {text!r}") from None
-    return to_micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -345,15 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_demo(Path(args.dir), port=args.port, serve_after=not args.no_serve)
         settings = load_settings(args.config)
         if args.command == "partners":
-            code = _partners(args, settings)
-            if args.action in ("add", "set", "rotate", "remove") or (
-                    args.action == "token" and args.token_action in ("add", "revoke")):
-                _record_partners(settings, Path(args.file) if args.file else None)
-            return code
-        if args.command == "audit":
-            return _audit(args, settings)
-        if args.command == "purge":
-            return _purge(args, settings)
+            from .policy.partners_command import run
+
+            return run(args, settings)
+        if args.command in ("audit", "purge"):
+            from . import audit_command
+
+            return (audit_command.audit if args.command == "audit" else
+                    audit_command.purge)(args, settings)
         if args.command == "sync":
             from .federation.command import sync
 
