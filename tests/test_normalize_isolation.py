@@ -254,3 +254,58 @@ def test_a_pushed_lone_surrogate_is_a_taxii_400_for_the_body(live: LiveServer):
     error = response.json()
     assert error["http_status"] == "400"
     assert "not valid JSON" in error["description"] and "surrogate" in error["description"]
+
+
+# -- indicator identity -------------------------------------------------------------------------
+
+MD5 = "c3aa2403bf463678e52bc61c0efd93c3"
+# One event's attributes, and another's saying the same things otherwise written, repeated and
+# reordered; its URL attribute is edited later (a changed fact).
+FIRST = [("md5", MD5, 0), ("filename|md5", f"invoice.exe|{MD5}", 0),
+         ("domain", "straße.example", 0), ("url", "http://Bad.Example/gate.php", 0),
+         ("ip-dst|port", "203.0.113.9|443", 0)]
+AGAIN = [("ip-dst|port", "203.0.113.9|443", 0), ("domain", "STRAßE.Example.", 0),
+         ("filename|md5", f"rechnung.exe|{MD5.upper()}", 0), ("domain", "straße.example", 0),
+         ("url", "http://bad.example/gate.php", 600), ("md5", MD5, 0)]
+PATTERNS = {
+    f"[file:hashes.MD5 = '{MD5}']",
+    "[domain-name:value = 'xn--strae-oqa.example']",
+    "[url:value = 'http://bad.example/gate.php']",
+    "[ipv4-addr:value = '203.0.113.9']",  # MISP keeps the port of ip|port beside it
+}
+
+
+def _facts(path: Path, seed: int, facts: list[tuple[str, str, int]]) -> Path:
+    rng = random.Random(seed)
+    attributes = [gen.attribute(rng, kind, value, at=at) for kind, value, at in facts]
+    path.write_bytes(orjson.dumps(gen.event(rng, f"Facts {seed}", attributes)))
+    return path
+
+
+@pytest.mark.parametrize("order", [
+    pytest.param(("first", "again"), id="first then again"),
+    pytest.param(("again", "first"), id="again then first"),
+    pytest.param(("first", "first"), id="the same file twice"),
+])
+def test_one_indicator_per_source_and_pattern_across_runs(env: Env, tmp_path: Path,
+                                                          order: tuple[str, str]):
+    files = {"first": _facts(tmp_path / "first.json", 1, FIRST),
+             "again": _facts(tmp_path / "again.json", 2, AGAIN)}
+    config = str(tmp_path / "env" / "config.yaml")
+    for name in order:
+        assert main(["--config", config, "ingest", "--format", "misp-event", "--collection",
+                     "open", str(files[name])]) == 0
+    indicators = [o for o in stored(env) if o["type"] == "indicator"]
+    ids_by_pattern: dict[str, set[str]] = {}
+    for indicator in indicators:
+        ids_by_pattern.setdefault(indicator["pattern"], set()).add(indicator["id"])
+    assert set(ids_by_pattern) == PATTERNS
+    assert all(len(ids) == 1 for ids in ids_by_pattern.values()), ids_by_pattern
+    # The ids do not depend on which file came first: they are those of the first file alone.
+    alone = {p.obj["id"] for p in run("misp-event", files["first"])[0]
+             if p.obj["type"] == "indicator"}
+    assert {o["id"] for o in indicators} == alone
+    # The later edit of the URL is a new version of its one indicator.
+    url = next(iter(ids_by_pattern["[url:value = 'http://bad.example/gate.php']"]))
+    versions = sorted(o["modified"] for o in indicators if o["id"] == url)
+    assert len(versions) == (2 if "again" in order else 1)
