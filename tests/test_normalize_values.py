@@ -4,9 +4,15 @@ feeds send beyond `timestamp` (Unix seconds, plain dates, ` UTC`, ISO 8601 offse
 
 from __future__ import annotations
 
+import random
+from pathlib import Path
+
+import orjson
 import pytest
 
 from exchange.normalize import values as v
+from tests.fixtures import misp as gen
+from tests.normalizing import run
 
 # -- email addresses ----------------------------------------------------------------------------
 
@@ -171,3 +177,75 @@ def test_bad_loose_times_are_refused(text: str):
         with pytest.raises(v.BadValue) as caught:
             v.loose_timestamp(text, iso8601=iso8601)
         assert str(caught.value) == f"not a UTC date and time: {text!r}"
+
+
+# -- domain names: IDNA 2008 with UTS 46 mapping -------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    pytest.param("straße.example", "xn--strae-oqa.example",
+                 id="sharp s kept (IDNA 2003 would make strasse.example)"),
+    pytest.param("Straße.Example", "xn--strae-oqa.example", id="mixed case"),
+    pytest.param("faß.example", "xn--fa-hia.example", id="sharp s at the end"),
+    pytest.param("bücher.example", "xn--bcher-kva.example", id="umlaut"),
+    pytest.param("BÜCHER.EXAMPLE", "xn--bcher-kva.example", id="upper-case umlaut"),
+    pytest.param("XN--BCHER-KVA.Example", "xn--bcher-kva.example", id="upper-case A-label"),
+    pytest.param("ＢＡＤ．ｅｘａｍｐｌｅ", "bad.example", id="full-width letters and dot"),
+    pytest.param("bücher。example", "xn--bcher-kva.example", id="ideographic full stop"),
+    pytest.param("WWW.Bad.Example.", "www.bad.example", id="trailing dot (the root)"),
+    pytest.param("bücher.example.", "xn--bcher-kva.example", id="trailing dot, unicode"),
+    pytest.param(" c2.bad.example ", "c2.bad.example", id="spaces around"),
+    pytest.param("r3---sn-x.bad.example", "r3---sn-x.bad.example",
+                 id="ascii label with -- at position 3"),
+    pytest.param("ΣΑΣ.example", "xn--mxa9ab.example", id="greek capitals folded"),
+])
+def test_domain_names_follow_idna_2008(text: str, expected: str):
+    assert v.domain(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    pytest.param("xn--zz.example", id="invalid A-label"),
+    pytest.param("😀.example", id="emoji (IDNA 2003 allowed them)"),
+    pytest.param("\ud800.example", id="lone surrogate"),
+    pytest.param("a" * 64 + ".example", id="label over 63"),
+    pytest.param("bad_label.example", id="underscore"),
+    pytest.param("-lead.example", id="leading hyphen"),
+    pytest.param("bücher..example", id="empty label"),
+    pytest.param("bad.example..", id="two trailing dots"),
+    pytest.param(".".join(["a" * 60] * 5), id="over 253 characters"),
+    pytest.param("a b.example", id="space inside"),
+])
+def test_invalid_domain_names_are_refused(text: str):
+    with pytest.raises(v.BadValue, match="not a valid domain name"):
+        v.domain(text)
+
+
+@pytest.mark.parametrize("text, expected", [
+    pytest.param("http://Straße.Example/Pfad", "http://xn--strae-oqa.example/Pfad",
+                 id="url host"),
+    pytest.param("https://ＢＡＤ．ｅｘａｍｐｌｅ/", "https://bad.example/",
+                 id="full-width url host"),
+])
+def test_url_hosts_follow_idna_2008(text: str, expected: str):
+    assert v.url(text) == expected
+
+
+def test_email_domains_follow_idna_2008():
+    assert v.email("x@Straße.example") == "x@xn--strae-oqa.example"
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param("xn--zz.example", id="invalid A-label"),
+    pytest.param("😀.example", id="emoji"),
+])
+def test_an_invalid_domain_in_a_feed_is_a_reject_not_a_crash(tmp_path: Path, value: str):
+    """A MISP domain attribute with a name IDNA 2008 refuses is one reject; the rest stays."""
+    rng = random.Random(3)
+    document = gen.event(rng, "Domains", [gen.attribute(rng, "domain", value),
+                                          gen.attribute(rng, "domain", "straße.example")])
+    path = tmp_path / "event.json"
+    path.write_bytes(orjson.dumps(document))
+    produced, rejects, _ = run("misp-event", path)
+    assert [(r.row, r.reason) for r in rejects] == \
+        [(1, f"not a valid domain name: {value!r}")]
+    assert {p.obj["value"] for p in produced if p.obj["type"] == "domain-name"} == \
+        {"xn--strae-oqa.example"}

@@ -219,14 +219,16 @@ class JsonFeed(Feed):
     def records(self, path: Path) -> Iterator[Record | Reject]:
         source = str(path)
         try:
-            found = self.entries(load_json(path))
+            loaded = load_json(path)
+            found = self.entries(loaded.value)
         except v.BadValue as exc:
             yield Reject(source, 0, str(exc), excerpt(path))
             return
         for index, (key, item) in enumerate(found, start=1):
-            raw = orjson.dumps({key: [item]} if key is not None else item).decode()
-            problem = (f"entry longer than {MAX_RECORD} bytes" if len(raw) > MAX_RECORD
-                       else schemas.problem(f"input-{self.name}", item))
+            raw, problem = loaded.check({key: [item]} if key is not None else item)
+            if problem is None:
+                problem = (f"entry longer than {MAX_RECORD} bytes" if len(raw) > MAX_RECORD
+                           else schemas.problem(f"input-{self.name}", item))
             if problem is not None:
                 yield Reject(source, index, problem, raw[:MAX_RECORD])
                 continue

@@ -60,6 +60,16 @@ def pattern(observable: dict[str, Any], port: int | None = None) -> str:
     raise v.BadValue(f"no pattern for a {kind} observable")
 
 
+def _matched_id(observable: dict[str, Any]) -> str:
+    """The id of what an indicator's pattern matches: one indicator per (source, pattern).
+
+    A file's id also takes its name, which its pattern (hashes only) does not: keyed on the
+    file itself, one sample reported under two names would get two indicators."""
+    if observable["type"] == "file":
+        return v.sco_id("file", {"hashes": observable["hashes"]})
+    return str(observable["id"])
+
+
 def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
@@ -103,7 +113,8 @@ def infrastructure_objects(
     label = name or (f"{host}:{port}" if port is not None else value) or pattern(observable)
     times = [t for t in (first_seen, last_seen, valid_until, edited) if t]
     modified = max(times)
-    key = (context.source_id, observable["id"]) + ((str(port),) if port is not None else ())
+    key = (context.source_id, _matched_id(observable)) + \
+        ((str(port),) if port is not None else ())
     family_obj = malware(family) if family else None
     what = f"{family_obj['name']} " if family_obj else ""
     role = kind[0].replace("-", " ") if kind else "malware file"

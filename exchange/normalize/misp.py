@@ -56,7 +56,7 @@ from ..schemas import problem
 from . import build
 from . import values as v
 from .base import Context, Field, Parser, Record, Reject
-from .jsondoc import load_json
+from .jsondoc import Document, load_json
 
 _EXTRA = "x_misp_extra"
 _UNKNOWN_SUBJECT = "unknown"
@@ -308,16 +308,22 @@ def _read_event(path: Path, expected: str | None = None) -> Iterator[Record | Re
     when the file cannot be read as an event."""
     source = str(path)
     try:
-        document = load_json(path)
+        loaded = load_json(path)
     except v.BadValue as exc:
         yield Reject(source, 0, str(exc), "")
         return
-    found = problem("input-misp-event", document)
+    document = loaded.value
+    # The event's own fields decide every attribute's marking and report: a bad one there
+    # loses the event; a bad attribute (or MISP object) loses only itself.
+    own = _own_fields(document.get("Event") if isinstance(document, dict) else None)
+    raw, flaw = loaded.check(own)
+    if flaw is not None:
+        yield Reject(source, 0, f"event {flaw}", raw[:200])
+        return
+    found = problem("input-misp-event", _envelope(document, loaded))
     if found is not None:
         yield Reject(source, 0, found, _excerpt(document))
         return
-    raw_event = {k: x for k, x in document["Event"].items() if k not in ("Attribute", "Object")}
-    raw = orjson.dumps(raw_event).decode()
     try:
         event = _event(document)
         if expected is not None and event.uuid != expected.lower():
@@ -328,7 +334,12 @@ def _read_event(path: Path, expected: str | None = None) -> Iterator[Record | Re
         return
     good: list[dict[str, Any]] = []
     for row, (attribute, holder) in enumerate(_attributes(document["Event"]), start=1):
-        attribute_raw = orjson.dumps(attribute).decode()
+        attribute_raw, flaw = loaded.check(attribute)
+        if flaw is None and holder is not None:
+            flaw = _object_flaw(holder, loaded)
+        if flaw is not None:
+            yield Reject(source, row, flaw, attribute_raw)
+            continue
         try:
             values = _harmonise(attribute, holder, event)
         except v.BadValue as exc:
@@ -337,6 +348,30 @@ def _read_event(path: Path, expected: str | None = None) -> Iterator[Record | Re
         good.append(values)
         yield Record(source, row, attribute_raw, values, values["modified"])
     yield Record(source, 0, raw, {"event": event, "attributes": good}, event.modified)
+
+
+def _own_fields(event: Any) -> Any:
+    """An event without its attributes and objects (its report's raw line)."""
+    if not isinstance(event, dict):
+        return event
+    return {k: x for k, x in event.items() if k not in ("Attribute", "Object")}
+
+
+def _object_flaw(holder: dict[str, Any], loaded: Document) -> str | None:
+    """Why a MISP object's own fields (kept with each of its attributes) cannot be kept."""
+    flaw = loaded.check(_own_fields(holder))[1]
+    return None if flaw is None else f"its MISP object's {flaw}"
+
+
+def _envelope(document: Any, loaded: Document) -> Any:
+    """The document the event schema checks: MISP objects with a bad field are left out
+    (their attributes are rejected one by one), so they cannot cost the event."""
+    event = document.get("Event") if isinstance(document, dict) else None
+    objects = event.get("Object") if isinstance(event, dict) else None
+    if not isinstance(event, dict) or not isinstance(objects, list):
+        return document
+    kept = [o for o in objects if not isinstance(o, dict) or _object_flaw(o, loaded) is None]
+    return {**document, "Event": {**event, "Object": kept}}
 
 
 # -- STIX ---------------------------------------------------------------------------------------
@@ -484,7 +519,7 @@ class MispFeed(_Misp):
     def records(self, path: Path) -> Iterator[Record | Reject]:
         manifest = path / "manifest.json"
         try:
-            listed = load_json(manifest)
+            listed = load_json(manifest).value
         except v.BadValue as exc:
             yield Reject(str(manifest), 0, str(exc), "")
             return

@@ -11,8 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from ..errors import InvalidObject
 from ..stix import check_object
 from . import values as v
@@ -34,10 +32,11 @@ class StixBundle(Parser):
     def records(self, path: Path) -> Iterator[Record | Reject]:
         source = str(path)
         try:
-            document = load_json(path)
+            loaded = load_json(path)
         except v.BadValue as exc:
             yield Reject(source, 0, str(exc), excerpt(path))
             return
+        document = loaded.value
         if not isinstance(document, dict) or not isinstance(document.get("objects"), list):
             yield Reject(source, 0, "not a STIX bundle or TAXII envelope: no 'objects' list",
                          excerpt(path))
@@ -47,7 +46,10 @@ class StixBundle(Parser):
                          f"{document['type']!r}", excerpt(path))
             return
         for index, obj in enumerate(document["objects"], start=1):
-            raw = orjson.dumps(obj).decode()
+            raw, flaw = loaded.check(obj)
+            if flaw is not None:
+                yield Reject(source, index, flaw, raw)
+                continue
             try:
                 check_object(obj)
             except InvalidObject as exc:

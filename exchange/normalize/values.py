@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import idna
 import orjson
 
 # STIX 2.1 section 2.9: the namespace of deterministic ids for cyber observables.
@@ -123,16 +124,36 @@ def ip_address(text: str) -> tuple[str, str]:
 
 
 def domain(text: str) -> str:
-    """A domain name in lower case, internationalised labels in IDNA (punycode) form."""
-    name = text.strip().rstrip(".")
-    if not name:
-        raise BadValue("empty domain name")
+    """A domain name in lower case, internationalised labels in IDNA 2008 (punycode) form.
+
+    Mapped with UTS 46 (non-transitional): case folded, full-width forms and ideographic
+    full stops made ASCII, `ß` kept (`straße.example` is `xn--strae-oqa.example`, not the
+    other domain `strasse.example` that Python's IDNA 2003 codec would make of it). One
+    trailing dot (the root) is dropped. ASCII labels are held to letters, digits and inner
+    hyphens only, not to IDNA's rule against `--` at the third position: hostnames such as
+    `r3---sn-x.example` exist."""
+    name = text.strip()
+    if name.isascii() and "xn--" not in name.lower():  # the usual case: nothing to map
+        return _checked(name.lower().removesuffix("."), text)
+    return _international(name, text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _international(name: str, text: str) -> str:
     try:
-        ascii_name = name.encode("idna").decode("ascii").lower()
-    except UnicodeError:
+        mapped = idna.uts46_remap(name, std3_rules=False, transitional=False)
+        labels = [label if label.isascii() and not label.startswith("xn--") else
+                  idna.encode(label, uts46=True).decode("ascii")
+                  for label in mapped.removesuffix(".").split(".")]
+    except (idna.IDNAError, UnicodeError):
         raise BadValue(f"not a valid domain name: {text[:80]!r}") from None
-    labels = ascii_name.split(".")
-    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
+    return _checked(".".join(labels), text)
+
+
+def _checked(ascii_name: str, text: str) -> str:
+    if not ascii_name:
+        raise BadValue("empty domain name")
+    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in ascii_name.split(".")):
         raise BadValue(f"not a valid domain name: {text[:80]!r}")
     return ascii_name
 
