@@ -16,11 +16,11 @@ from .config import Settings
 from .errors import ConfigError
 from .retention import purge as purge_store
 from .stix import to_micros
-from .store.sqlite import SQLiteStore
+from .store.factory import open_store
 
 
 def audit(args: argparse.Namespace, settings: Settings) -> int:
-    store = SQLiteStore(settings.store_path)
+    store = open_store(settings)
     store.open()
     try:
         if args.action == "verify":
@@ -45,7 +45,7 @@ def purge(args: argparse.Namespace, settings: Settings) -> int:
     collections = load_collections(settings)
     chosen = [collections.named(key) for key in args.collection] if args.collection \
         else list(collections)
-    store = SQLiteStore(settings.store_path)
+    store = open_store(settings)
     store.open()
     try:
         done = purge_store(store, chosen, dry_run=args.dry_run, by="purge command")

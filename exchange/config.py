@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "public_url": "",
     "host": "127.0.0.1",
     "port": 8000,
+    "store": "",
     "store_path": "taxii-exchange.sqlite3",
     "partners_file": "partners.yaml",
     "peers_file": "peers.yaml",
@@ -70,8 +71,8 @@ def comma_list(raw: str) -> list[str]:
 # Environment variables that override single settings, with the type each one takes.
 ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "title": str, "description": str, "contact": str, "public_url": str, "host": str, "port": int,
-    "store_path": str, "partners_file": str, "peers_file": str, "collections_dir": str,
-    "default_api_root": str, "post_wait_seconds": float,
+    "store": str, "store_path": str, "partners_file": str, "peers_file": str,
+    "collections_dir": str, "default_api_root": str, "post_wait_seconds": float,
     "max_url_bytes": int, "max_header_bytes": int, "max_request_head_bytes": int,
     "request_timeout_seconds": float, "keep_alive_seconds": int,
     "rate_limit_per_second": float, "rate_limit_burst": int,
@@ -105,7 +106,7 @@ class Settings:
     public_url: str  # '' or https://host[/prefix], without a trailing slash
     host: str
     port: int
-    store_path: Path
+    store_path: Path  # the SQLite file (`store: sqlite:///PATH`, or `store_path`)
     partners_file: Path
     peers_file: Path  # other TAXII servers to sync with (no file: none)
     collections_dir: Path
@@ -139,6 +140,16 @@ class Settings:
 
     def api_root(self, name: str) -> ApiRootSettings | None:
         return next((r for r in self.api_roots if r.name == name), None)
+
+
+def _store_path(base: Path, url: str, path: str) -> Path:
+    """The store: a URL (`sqlite:///PATH`, relative to the config file) or, as before it,
+    `store_path`. The URL is the one setting a scale-out backend will take too."""
+    if not url:
+        return base / path
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
+        raise ConfigError(f"store must be sqlite:///PATH, not {url!r}")
+    return base / url.removeprefix("sqlite:///")
 
 
 def load_settings(path: str | Path | None = None,
@@ -200,7 +211,8 @@ def load_settings(path: str | Path | None = None,
     return Settings(
         title=merged["title"], description=merged["description"], contact=merged["contact"],
         public_url=merged["public_url"].rstrip("/"), host=merged["host"], port=merged["port"],
-        store_path=base / merged["store_path"], partners_file=base / merged["partners_file"],
+        store_path=_store_path(base, merged["store"], merged["store_path"]),
+        partners_file=base / merged["partners_file"],
         peers_file=base / merged["peers_file"],
         collections_dir=base / merged["collections_dir"], default_api_root=default_root,
         post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,

@@ -57,6 +57,16 @@ class RateLimited(ExchangeError):
         self.retry_after = retry_after
 
 
+class Unavailable(ExchangeError):
+    """The store cannot answer now (busy, locked, unreachable): the client may retry."""
+
+    title = "Service unavailable"
+
+    def __init__(self, description: str, retry_after: int = 1) -> None:
+        super().__init__(description)
+        self.retry_after = retry_after
+
+
 class ConfigError(ExchangeError):
     """Settings, collection or partner files are wrong: the server refuses to start."""
 

@@ -12,10 +12,10 @@ from .errors import ConfigError
 def app_from_environment() -> object:
     """uvicorn factory for multi-process serving: each worker builds its own app."""
     from .app import create_app
-    from .store.sqlite import SQLiteStore
+    from .store.factory import open_store
 
     settings = load_settings()
-    return create_app(settings, SQLiteStore(settings.store_path))
+    return create_app(settings, open_store(settings))
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> N
     import uvicorn
 
     from .app import create_app
-    from .store.sqlite import SQLiteStore
+    from .store.factory import open_store
 
     if not settings.partners_file.exists():
         raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
@@ -58,5 +58,5 @@ def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> N
         uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
                     **common)
     else:
-        uvicorn.run(create_app(settings, SQLiteStore(settings.store_path)),
+        uvicorn.run(create_app(settings, open_store(settings)),
                     **common)

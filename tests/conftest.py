@@ -128,8 +128,8 @@ class LiveServer:
         self.thread.join(timeout=10)
 
 
-def start_server(env: Env) -> LiveServer:
-    app = create_app(env.settings, SQLiteStore(env.settings.store_path))
+def start_server(env: Env, store: SQLiteStore | None = None) -> LiveServer:
+    app = create_app(env.settings, store or SQLiteStore(env.settings.store_path))
     port = free_port()
     # As `serve` runs it (server.uvicorn_options): uvicorn's own proxy handling off, so a
     # test's X-Forwarded-For is believed only as the app's trusted_proxies say.

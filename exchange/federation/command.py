@@ -11,14 +11,13 @@ from ..config import Settings
 from ..ingest import Ingest
 from ..policy import partners
 from ..policy.gate import Gate
+from ..store.factory import open_store
 from .peers import PULL, PUSH, load_peers
 from .sync import Federation
 
 
 def sync(args: argparse.Namespace, settings: Settings) -> int:
-    from ..store.sqlite import SQLiteStore
-
-    store = SQLiteStore(settings.store_path)
+    store = open_store(settings)
     store.open()
     try:
         collections = load_collections(settings)

@@ -77,7 +77,7 @@ def load(settings: Settings, format_name: str, collection: str,
     only when they go to a file. A bad format, collection, path, confidence or option is a
     ConfigError, raised before anything is read or stored. `collection` is an id, an alias
     used in one API root, or ROOT/ALIAS."""
-    from ..store.sqlite import SQLiteStore
+    from ..store.factory import open_store
 
     parser_class = PARSERS.get(format_name)
     if parser_class is None:
@@ -106,7 +106,7 @@ def load(settings: Settings, format_name: str, collection: str,
     # An operator's load: the command sets the source identity and the TLP, so there is no
     # provenance check, and what it leaves unmarked takes the collection's default marking.
     writer = Writer(default_rank=target.default_rank)
-    store = SQLiteStore(settings.store_path, bulk=True)
+    store = open_store(settings, bulk=True)
     store.open()
     try:
         with ExitStack() as stack:

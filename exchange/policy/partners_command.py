@@ -93,10 +93,10 @@ def _last_used(settings: Settings) -> Callable[[str], str | None]:
     """Last uses are recorded by the server in its store (it never writes the partners file)."""
     if not settings.store_path.exists():
         return lambda digest: None
-    from ..store.sqlite import SQLiteStore
+    from ..store.factory import open_store
     from .usage import last_used
 
-    store = SQLiteStore(settings.store_path)
+    store = open_store(settings)
     store.open()
     return lambda digest: last_used(store, digest)
 
@@ -108,9 +108,9 @@ def _record_partners(settings: Settings, other_file: Path | None) -> None:
             or not settings.store_path.exists():
         return
     from .. import audit
-    from ..store.sqlite import SQLiteStore
+    from ..store.factory import open_store
 
-    store = SQLiteStore(settings.store_path)
+    store = open_store(settings)
     store.open()
     try:
         audit.reconcile(store, "partner", partners.load(settings.partners_file),

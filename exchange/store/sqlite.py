@@ -9,6 +9,7 @@ see.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Unavailable
 from ..markings import handling_codes, marking_rank
 from ..model import (
     AMBER,
@@ -136,13 +137,15 @@ _ROW = ("seq, id, type, vkey, version, spec, added, base, bh2, pusher, rank, h2,
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, *, bulk: bool = False) -> None:
+    def __init__(self, path: str | Path, *, bulk: bool = False,
+                 busy_seconds: float = 30.0) -> None:
         """`bulk`: a local load from input files, which stay the durable copy. Commits are not
         flushed to disk one by one (WAL, synchronous=NORMAL): a crash can lose the last
         transactions but never corrupts the file, and loading the input again restores them.
         The server never uses it: an accepted push must survive a crash."""
         self.path = str(path)
         self.bulk = bulk
+        self.busy_seconds = busy_seconds  # how long a write waits for another's lock
         self._local = threading.local()
         self._keys: dict[str, int] = {}  # collection id -> colls.key (never changes)
         self._pushers: dict[str, int] = {"": 0}  # partner id -> pushers.key (never changes)
@@ -175,12 +178,12 @@ class SQLiteStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE for writes).
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0,
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_seconds,
                                    check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             # FULL: an accepted push survives power loss (see `bulk` for local loads).
             conn.execute(f"PRAGMA synchronous={'NORMAL' if self.bulk else 'FULL'}")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_seconds * 1000)}")
             conn.execute("PRAGMA cache_size=-8192")  # per connection: one per thread
             self._local.conn = conn
         return conn
@@ -664,3 +667,22 @@ def _status(row: Sequence[Any]) -> Status:
     return Status(id=row[0], api_root=row[1], collection=row[2], partner=row[3],
                   request_timestamp=row[4], status=row[5], total_count=doc["total"],
                   successes=doc["successes"], failures=doc["failures"], pendings=doc["pendings"])
+
+
+def _unavailable_when_busy(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.OperationalError as exc:  # locked past busy_seconds, disk full, I/O
+            raise Unavailable(f"the store cannot answer now ({exc}); try again", 1) from exc
+    return run
+
+
+# Driver errors become the project's own: a locked or failing file is a 503 the client may
+# retry, never a raw sqlite3 error (a 500). Opening stays as it is: a server that cannot open
+# its store must not start.
+for _name in ("query", "write", "delete", "expired", "purge", "save_status", "get_status",
+              "claim_pending", "pending_request", "get_state", "put_state", "claim", "release",
+              "append_audit", "audit_records"):
+    setattr(SQLiteStore, _name, _unavailable_when_busy(getattr(SQLiteStore, _name)))
