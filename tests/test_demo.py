@@ -18,6 +18,7 @@ import pytest
 from taxii2client.v21 import Collection, as_pages
 
 from exchange import demo_data
+from exchange import stix_extensions as ext
 from exchange.cli import main
 from exchange.collections import load_collections
 from exchange.config import load_settings
@@ -154,11 +155,19 @@ def test_victim_notifications_hold_sightings_of_victims_never_indicators(
     types = _types(objects)
     assert {"sighting", "observed-data", "ipv4-addr", "ipv6-addr", "network-traffic",
             "malware", "attack-pattern", "identity", "report"} <= set(types)
-    assert "indicator" not in types and "infrastructure" not in types
+    # The payloads the honeypot's attackers fetched are suspect infrastructure; the victims
+    # (the attacking machines, the sinkholed bots) are never indicated.
+    assert all(ext.data_subject(o) == "suspect-infrastructure"
+               for o in objects if o["type"] in ("indicator", "infrastructure"))
+    by_id = {o["id"]: o for o in objects}
+    victims = {f"[{by_id[r]['type']}:value = '{by_id[r]['value']}']"
+               for o in objects if ext.data_subject(o) == "victim" for r in o["object_refs"]
+               if by_id[r]["type"] in ("ipv4-addr", "ipv6-addr")}
+    assert not [o for o in objects if o.get("pattern") in victims]
     assert types["sighting"] == 300 + 40  # one per sinkhole and honeypot row
     brute_force = next(o for o in objects if o["type"] == "attack-pattern")
     assert brute_force["name"] == "password brute forcing"
-    assert all(o["x_exchange_data_subject"] == "victim"
+    assert all(ext.data_subject(o) == "victim"
                for o in objects if o["type"] == "observed-data")
 
 
@@ -171,7 +180,8 @@ def test_cybercrime_indicators_are_suspect_infrastructure_under_tlp_clear(
     indicators = [o for o in objects if o["type"] == "indicator"]
     assert all(o["object_marking_refs"] == [TLP["clear"]] for o in indicators)
     assert any("valid_until" in o for o in indicators)  # offline URLs and C2 servers
-    sources = {o["name"] for o in objects if o["type"] == "identity"}
+    sources = {o["name"] for o in objects if o["type"] == "identity"
+               and o["identity_class"] == "organization"}
     assert sources == {"abuse.ch URLhaus", "abuse.ch Feodo Tracker", "abuse.ch ThreatFox"}
 
 
@@ -192,14 +202,14 @@ def test_partner_submissions_hold_the_misp_event_as_a_report(
 def test_law_enforcement_only_is_tlp_red_with_a_handling_code(
         served: dict[str, list[dict[str, Any]]]):
     objects = served["le-only"]
-    definition = next(o for o in objects if o["type"] == "extension-definition")
-    assert definition["id"] == HANDLING_EXTENSION
+    definitions = {o["id"] for o in objects if o["type"] == "extension-definition"}
+    assert HANDLING_EXTENSION in definitions
     indicators = [o for o in objects if o["type"] == "indicator"]
     assert len(indicators) == 14
     assert all(o["object_marking_refs"] == [TLP["red"]] for o in indicators)
     assert all(o["extensions"][HANDLING_EXTENSION]["handling_codes"] == list(demo_data.HANDLING)
                for o in indicators)
-    assert all(o["x_ioc_csv_extra"] == {"case": "CASE-2026-0815"} for o in indicators)
+    assert all(ext.fields_of(o, "ioc-csv") == {"case": "CASE-2026-0815"} for o in indicators)
 
 
 def test_no_honeypot_credential_is_stored(demo: Demo):

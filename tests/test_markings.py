@@ -157,7 +157,7 @@ def test_the_server_serves_its_extension_definition_without_credentials(live: Li
     listed = httpx.get(f"{live.url}extensions/")
     assert listed.status_code == 200 and listed.headers["content-type"].startswith(
         "application/stix+json")
-    assert listed.json()["objects"] == [handling_extension_definition()]
+    assert handling_extension_definition() in listed.json()["objects"]
     one = httpx.get(f"{live.url}extensions/{HANDLING_EXTENSION}/")
     assert stix2.parse(one.json()).id == HANDLING_EXTENSION
     schema = httpx.get(f"{live.url}extensions/{HANDLING_EXTENSION}/schema")

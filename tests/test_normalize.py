@@ -17,9 +17,10 @@ from stix2validator import ValidationOptions, validate_instance
 from taxii2client.v21 import Collection, as_pages
 
 from exchange import model
+from exchange import stix_extensions as ext
 from exchange.cli import main
 from exchange.ingest import Ingest, Writer
-from exchange.markings import HANDLING_EXTENSION
+from exchange.markings import HANDLING_EXTENSION, SERVER_IDENTITY, marking_rank
 from exchange.model import ALL, Query
 from exchange.normalize import PARSERS, Context, build
 from exchange.normalize import values as v
@@ -31,7 +32,7 @@ from exchange.store.sqlite import SQLiteStore
 from tests.conftest import OPEN, Env, start_server
 from tests.fixtures import shadowserver as sinkholes
 from tests.fixtures.common import Sample
-from tests.normalizing import run
+from tests.normalizing import HOSTS, run
 
 AMBER = TLP["amber"]
 SINKHOLE = "shadowserver-event4-sinkhole"
@@ -156,12 +157,12 @@ def _check_contract(name: str, sample: Sample) -> None:
     assert set(reports[0]["object_refs"]) == {p.obj["id"] for p in produced
                                               if p.record is not None}
     # A victim's address is never an indicator.
-    victims = {ref for p in produced if p.obj.get("x_exchange_data_subject") == "victim"
+    victims = {ref for p in produced if ext.data_subject(p.obj) == "victim"
                for ref in p.obj.get("object_refs", ())}
     for item in produced:
         if item.obj["type"] == "indicator":
             assert not any(item.obj["pattern"] == build.pattern(p.obj) for p in produced
-                           if p.obj["id"] in victims)
+                           if p.obj["id"] in victims and p.obj["type"] in HOSTS)
     # Deterministic: a second run gives the very same objects (no clock, no random ids).
     again, _, _ = run(name, sample.path, settings=sample.settings)
     assert [p.obj for p in again] == [p.obj for p in produced]
@@ -291,8 +292,7 @@ def test_ingest_writes_the_handling_extension(env: Env, tmp_path: Path, capsys):
     assert not [o for o in objects if o["type"] in ("network-traffic", "file") and o in marked]
     assert HANDLING_EXTENSION in {o["id"] for o in objects}  # its definition, to resolve it
     for obj in marked:  # the reference library's defaults take the extension
-        if not any(name.startswith("x_") for name in obj):
-            stix2.parse(obj)
+        stix2.parse(obj)
 
 
 # -- the shared STIX shapes ---------------------------------------------------------------------
@@ -357,14 +357,13 @@ def test_victims_are_observed_and_sighted_never_indicated():
     by_id = _valid([*context.preamble(), *objects])
     assert [o["type"] for o in objects] == ["ipv4-addr", "malware", "observed-data", "sighting"]
     observed, sighting = objects[2], objects[3]
-    assert observed["x_exchange_data_subject"] == "victim"
+    assert ext.data_subject(observed) == "victim"
     assert sighting["where_sighted_refs"] == [context.source_id]
     assert by_id[HANDLING_EXTENSION]["type"] == "extension-definition"
     assert observed["extensions"][HANDLING_EXTENSION] == {
         "extension_type": "property-extension", "handling_codes": ["H2"],
         "source_reliability": "B"}
-    assert all(o["object_marking_refs"] == [TLP["red"]] for o in objects
-               if o["type"] != "malware")  # a family is reference data, not the run's
+    assert all(o["object_marking_refs"] == [TLP["red"]] for o in objects)
     with pytest.raises(v.BadValue):
         build.victim_objects(context, [victim], seen="2026-11-20T10:00:00.000Z", key="k")
 
@@ -547,3 +546,55 @@ def test_csv_headers_come_with_their_line_number_even_inside_a_comment(tmp_path:
     assert items[1].values == {"first_seen_utc": "2026-11-20 10:00:00", "ioc_id": "1",
                                "tags": "a,b"}
     assert len(items) == 2
+
+
+# -- strict STIX, attribution and markings of what is produced ----------------------------------
+
+@pytest.mark.parametrize("golden", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
+def test_every_golden_object_is_strict_stix(golden: Path):
+    """The reference library with its strict defaults (no custom properties) and
+    stix2-validator take every object a format produces."""
+    for obj in orjson.loads(golden.read_bytes())["objects"]:
+        stix2.parse(obj)
+        result = validate_instance(obj, _OPTIONS)
+        assert result.is_valid, (obj["id"], [str(e) for e in result.errors])
+
+
+_OBSERVABLES = frozenset({"ipv4-addr", "ipv6-addr", "domain-name", "url", "file",
+                          "network-traffic", "autonomous-system", "email-addr", "mac-addr"})
+
+
+@pytest.mark.parametrize("name", [n for n, p in PARSERS.items() if p.authors_objects])
+def test_every_sdo_and_sro_is_attributed_and_marked(name: str, samples: dict[str, list[Sample]]):
+    """Context objects (malware families, attack patterns, vulnerabilities) too: by the
+    source, under the run's TLP (MISP: an event's or attribute's stricter TLP). Identities
+    are the project's statements, public."""
+    sample = samples[name][0]
+    produced, _, _ = run(name, sample.path, tlp="green", settings=sample.settings)
+    source = produced[0].obj["id"]
+    creators = {p.obj["id"] for p in produced if p.obj["type"] == "identity"}
+    for obj in (p.obj for p in produced if p.obj["type"] not in _OBSERVABLES):
+        if obj["type"] in ("identity", "extension-definition"):
+            assert obj["object_marking_refs"] == [TLP["clear"]]
+            assert obj.get("created_by_ref", SERVER_IDENTITY) == SERVER_IDENTITY
+            continue
+        assert obj["created_by_ref"] == source or (
+            obj["type"] == "report" and obj["created_by_ref"] in creators), obj
+        assert (marking_rank(obj) or 0) >= model.GREEN, obj
+        if not name.startswith("misp"):
+            assert obj["object_marking_refs"] == [TLP["green"]], obj
+
+
+def test_context_objects_are_per_source_and_marking():
+    """One 'malware: emotet' per source and run markings: a name given only under AMBER is
+    never a CLEAR object, and another source's naming is its own object."""
+    amber, clear = Context("Feed A", "amber"), Context("Feed A", "clear")
+    other = Context("Feed B", "amber")
+    found = [build.malware(c, "Emotet") for c in (amber, clear, other)]
+    assert len({o["id"] for o in found}) == 3
+    assert [o["object_marking_refs"] for o in found] == [[TLP["amber"]], [TLP["clear"]],
+                                                         [TLP["amber"]]]
+    assert [o["created_by_ref"] for o in found] == [amber.source_id, clear.source_id,
+                                                    other.source_id]
+    assert build.malware(amber, " emotet ") == found[0]  # the same name: the same object
+    _valid(found)

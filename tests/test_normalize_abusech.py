@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from exchange import stix_extensions as ext
 from exchange.normalize import (
     PARSERS,
     Context,
@@ -21,7 +22,7 @@ from exchange.normalize import (
 )
 from exchange.normalize import values as v
 from tests.fixtures import abusech as gen
-from tests.normalizing import run
+from tests.normalizing import PREAMBLE_TYPES, preamble_only, run
 
 URLHAUS_CSV, URLHAUS_JSON = "abusech-urlhaus-csv", "abusech-urlhaus-json"
 FEODO_CSV, FEODO_JSON = "abusech-feodo-csv", "abusech-feodo-json"
@@ -49,13 +50,13 @@ def _links(objects: Objects) -> set[tuple[str, str, str]]:
 
 def _without_extra(objects: Objects, *keys: str) -> Objects:
     out = []
+    kept_in = ext.SOURCE_FIELDS["abusech"]
     for obj in objects:
         obj = dict(obj)
-        if "x_abusech_extra" in obj:
-            obj["x_abusech_extra"] = {k: x for k, x in obj["x_abusech_extra"].items()
-                                      if k not in keys}
-            if not obj["x_abusech_extra"]:  # an empty extra is left out
-                del obj["x_abusech_extra"]
+        fields = {k: x for k, x in ext.fields_of(obj, "abusech").items() if k not in keys}
+        if kept_in in obj.get("extensions", {}):
+            obj["extensions"] = {k: x for k, x in obj["extensions"].items() if k != kept_in}
+            obj["extensions"].update(ext.source_fields("abusech", fields))  # none when empty
         out.append(obj)
     return out
 
@@ -79,7 +80,7 @@ def test_urlhaus_api_answer_gives_the_same_indicators_without_last_online(tmp_pa
     from_api = _objects(URLHAUS_JSON, gen.write_urlhaus_api(tmp_path / "u.json", entries).path)
     # The API adds host, blacklists and larted; everything else is the same.
     assert _without_extra(from_api, "host", "blacklists", "larted") == from_csv
-    assert _of(from_api, "indicator")[0]["x_abusech_extra"]["larted"] == "true"
+    assert ext.fields_of(_of(from_api, "indicator")[0], "abusech")["larted"] == "true"
 
 
 def test_feodo_csv_and_json_give_identical_objects_but_the_json_only_fields(tmp_path: Path):
@@ -88,7 +89,8 @@ def test_feodo_csv_and_json_give_identical_objects_but_the_json_only_fields(tmp_
     from_json = _objects(FEODO_JSON, gen.write_feodo_json(tmp_path / "f.json", entries).path)
     assert len(_of(from_csv, "indicator")) == 20
     assert _without_extra(from_json, "hostname", "as_number", "as_name", "country") == from_csv
-    assert _of(from_json, "indicator")[1]["x_abusech_extra"]["hostname"] == "c2-1.bad.example"
+    assert ext.fields_of(_of(from_json, "indicator")[1], "abusech")["hostname"] == \
+        "c2-1.bad.example"
 
 
 def test_threatfox_csv_and_json_export_give_identical_objects(tmp_path: Path):
@@ -146,9 +148,9 @@ def test_a_urlhaus_url_is_infrastructure_hosting_malware(tmp_path: Path):
     assert indicator["external_references"] == [
         {"source_name": "abuse.ch URLhaus", "url": "https://urlhaus.abuse.ch/url/3100001/",
          "external_id": "3100001"}]
-    assert indicator["x_abusech_extra"] == {"id": "3100001", "reporter": "analyst_a",
+    assert ext.fields_of(indicator, "abusech") == {"id": "3100001", "reporter": "analyst_a",
                                             "threat": "malware_download"}
-    assert indicator["x_exchange_data_subject"] == "suspect-infrastructure"
+    assert ext.data_subject(indicator) == "suspect-infrastructure"
     assert not _of(found["objects"], "observed-data")  # suspect infrastructure, no victim
 
 
@@ -207,7 +209,7 @@ def test_a_feodo_entry_is_a_c2_server_on_its_port(tmp_path: Path):
                                 "network-traffic:dst_ref.value = '203.0.113.5' AND "
                                 "network-traffic:dst_port = 443]")
     assert first["name"] == "qakbot command and control: 203.0.113.5:443"
-    assert "x_abusech_extra" not in first  # the port is in the pattern, nothing else is left
+    assert not ext.fields_of(first, "abusech")  # the port is in the pattern, nothing else is left
     assert first["valid_until"] == "2026-11-21T00:00:00.000Z"  # last_online is a day
     assert second["pattern"] == ("[network-traffic:dst_ref.type = 'ipv6-addr' AND "
                                  "network-traffic:dst_ref.value = '2001:db8::c2' AND "
@@ -275,7 +277,8 @@ def test_the_threatfox_kind_follows_threat_type_and_hashes_are_files(
         infrastructure: str | None):
     entry = _threatfox(ioc_type=ioc_type, ioc_value=value, threat_type=threat_type)
     found = _one(THREATFOX_CSV, gen.write_threatfox_csv(tmp_path / "t.csv", [entry]).path)
-    assert found["objects"][1]["type"] == observable  # after the source identity
+    first = next(o for o in found["objects"] if o["type"] not in PREAMBLE_TYPES)
+    assert first["type"] == observable
     if infrastructure is None:
         assert found["infrastructure"] is None
         assert found["links"] == {("indicator", "indicates", "malware")}
@@ -283,7 +286,7 @@ def test_the_threatfox_kind_follows_threat_type_and_hashes_are_files(
         assert value.lower() in found["indicator"]["name"]
     else:
         assert found["infrastructure"]["infrastructure_types"] == [infrastructure]
-    assert found["indicator"]["x_abusech_extra"]["threat_type"] == threat_type
+    assert ext.fields_of(found["indicator"], "abusech")["threat_type"] == threat_type
 
 
 def test_a_threatfox_ip_port_is_the_server_on_that_port(tmp_path: Path):
@@ -297,7 +300,7 @@ def test_a_threatfox_ip_port_is_the_server_on_that_port(tmp_path: Path):
     assert [i["name"] for i in indicators] == [
         "cobalt strike command and control: 203.0.113.7:4444",
         "cobalt strike command and control: 203.0.113.7:443"]
-    assert all("port" not in i["x_abusech_extra"] for i in indicators)
+    assert all("port" not in ext.fields_of(i, "abusech") for i in indicators)
     assert len({o["id"] for o in _of(objects, "infrastructure")}) == 2
     assert len(_of(objects, "ipv4-addr")) == 1
 
@@ -312,7 +315,7 @@ def test_a_threatfox_ioc_keeps_its_confidence_family_tags_and_references(tmp_pat
         {"source_name": "abuse.ch ThreatFox", "url": "https://threatfox.abuse.ch/ioc/1500001/",
          "external_id": "1500001"},
         {"source_name": "reference", "url": "https://analyst.example/r/1"}]
-    assert indicator["x_abusech_extra"] == {
+    assert ext.fields_of(indicator, "abusech") == {
         "anonymous": False, "ioc_id": "1500001", "is_compromised": False,
         "malware": "win.cobalt_strike", "malware_alias": ["Agentemis", "BEACON", "CobaltStrike"],
         "reporter": "analyst_a", "threat_type": "botnet_cc"}
@@ -370,7 +373,7 @@ def test_a_malwarebazaar_sample_is_a_malware_file_with_its_hashes(tmp_path: Path
     assert indicators[0]["external_references"] == [{
         "source_name": "abuse.ch MalwareBazaar", "external_id": entries[0]["sha256_hash"],
         "url": f"https://bazaar.abuse.ch/sample/{entries[0]['sha256_hash']}/"}]
-    kept = indicators[0]["x_abusech_extra"]
+    kept = ext.fields_of(indicators[0], "abusech")
     assert set(kept) <= {"reporter", "file_type_guess", "clamav", "vtpercent", "imphash",
                          "ssdeep", "tlsh"}
     assert kept["ssdeep"] == entries[0]["ssdeep"] and kept["reporter"] == entries[0]["reporter"]
@@ -448,7 +451,7 @@ def test_csv_files_without_a_usable_header_are_one_reject(tmp_path: Path, body: 
     path.write_bytes(body)
     produced, rejects, _ = run(THREATFOX_CSV, path)
     assert [(r.reason, r.row) for r in rejects] == [(reason, row)]
-    assert [p.obj["type"] for p in produced] == ["identity"]
+    assert preamble_only(produced)
 
 
 @pytest.mark.parametrize("name, body, reason", [
@@ -468,7 +471,7 @@ def test_a_json_document_of_the_wrong_shape_is_one_whole_file_reject(
     path.write_bytes(body)
     produced, rejects, _ = run(name, path)
     assert len(rejects) == 1 and rejects[0].row == 0 and reason in rejects[0].reason
-    assert [p.obj["type"] for p in produced] == ["identity"]
+    assert preamble_only(produced)
 
 
 def test_an_api_answer_without_results_is_no_record(tmp_path: Path):

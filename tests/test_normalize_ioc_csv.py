@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from exchange import stix_extensions as ext
 from exchange.cli import main
 from exchange.normalize import Context, Produced, Reject, build, normalize
 from exchange.normalize import values as v
@@ -51,7 +52,7 @@ def test_analyst_list_rows_become_suspect_infrastructure(samples: dict[str, list
     by_id = {o["id"]: o for o in objects}
     indicators = {o["pattern"]: o for o in objects if o["type"] == "indicator"}
     assert len(indicators) == sample.good - 1  # the last row is a new version of the first
-    assert {o["x_exchange_data_subject"] for o in objects if "x_exchange_data_subject" in o} \
+    assert {ext.data_subject(o) for o in objects if ext.data_subject(o)} \
         == {build.SUSPECT}  # never a victim
     infrastructure = {r["target_ref"]: by_id[r["source_ref"]]
                       for r in objects if r["type"] == "relationship"
@@ -70,7 +71,7 @@ def test_analyst_list_rows_become_suspect_infrastructure(samples: dict[str, list
     assert "valid_until" not in versions[0] and versions[2]["valid_until"] == \
         "2026-11-07T12:00:00.000Z"
     assert versions[3]["last_seen"] == "2026-11-07T12:00:00.000Z"
-    assert versions[2]["x_ioc_csv_extra"] == {"analyst": "analyst-c"}
+    assert ext.fields_of(versions[2], "ioc-csv") == {"analyst": "analyst-c"}
     assert [r.row for r in rejects] == [4, 6, 8, 10, 12, 14, 16]
     for (fragment, _), reject in zip(gen.HOSTILE_ANALYST, rejects, strict=True):
         assert fragment in reject.reason
@@ -112,7 +113,7 @@ def test_blocklist_rows_take_the_fixed_kind_and_the_default_time(
         == {"command-and-control"}
     indicators = [o for o in objects if o["type"] == "indicator"]
     assert {o["valid_from"] for o in indicators} == {"2026-11-15T00:00:00.000Z"}
-    assert all(set(o["x_ioc_csv_extra"]) == {"note", "source_ref"} for o in indicators)
+    assert all(set(ext.fields_of(o, "ioc-csv")) == {"note", "source_ref"} for o in indicators)
 
 
 # -- types: declared or detected ----------------------------------------------------------------
@@ -186,7 +187,7 @@ def test_type_fixed_applies_to_every_row(tmp_path: Path):
     assert [r.reason for r in rejects] == [
         "not a domain name (only digits and dots): '203.0.113.5'"]
     assert [o["value"] for o in objects if o["type"] == "domain-name"] == ["bad.example"]
-    assert _one(objects, "indicator")["x_ioc_csv_extra"] == {"type": "ipv4"}  # unmapped
+    assert ext.fields_of(_one(objects, "indicator"), "ioc-csv") == {"type": "ipv4"}  # unmapped
 
 
 # -- times --------------------------------------------------------------------------------------
@@ -280,7 +281,7 @@ def test_kinds_from_a_column(tmp_path: Path, kind: str, value: str, infrastructu
     assert _one(objects, "malware")["name"] == "emotet"
     if infrastructure is None:
         assert not any(o["type"] == "infrastructure" for o in objects)
-        extra = _one(objects, "indicator").get("x_ioc_csv_extra")
+        extra = (ext.fields_of(_one(objects, "indicator"), "ioc-csv") or None)
         assert extra == ({"kind": kind} if kind != "payload" else None)  # nothing lost
         return
     assert _one(objects, "infrastructure")["infrastructure_types"] == [infrastructure]
@@ -319,10 +320,10 @@ def test_labels_description_reference_confidence_and_extra_columns(tmp_path: Pat
         assert obj["external_references"] == [{"source_name": "blog.example",
                                                "url": "https://blog.example/post"}]
         assert obj["confidence"] == 85  # the row's confidence over the run's
-    assert first[0]["x_ioc_csv_extra"] == {"analyst": "analyst-a", "ticket": "T-1"}
+    assert ext.fields_of(first[0], "ioc-csv") == {"analyst": "analyst-a", "ticket": "T-1"}
     for obj in second:
         assert obj["confidence"] == 40 and "external_references" not in obj
-    assert second[0]["x_ioc_csv_extra"] == {"reference": "CASE-7"}  # not a URL: kept
+    assert ext.fields_of(second[0], "ioc-csv") == {"reference": "CASE-7"}  # not a URL: kept
 
 
 @pytest.mark.parametrize("text", ["101", "high", "-5", "8.5"])
@@ -335,7 +336,7 @@ def test_bad_confidence_is_rejected(tmp_path: Path, text: str):
 def test_extra_keys_are_property_safe_and_never_collide(tmp_path: Path):
     objects, _ = _convert(tmp_path, ["value,first_seen,Source Ref,source-ref,",
                                      "203.0.113.5,2026-11-20,a,b,c"])
-    assert _one(objects, "indicator")["x_ioc_csv_extra"] == {
+    assert ext.fields_of(_one(objects, "indicator"), "ioc-csv") == {
         "source_ref": "a", "source_ref_2": "b", "column": "c"}
 
 

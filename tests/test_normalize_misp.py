@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from exchange import stix_extensions as ext
 from exchange.cli import main
 from exchange.normalize import Context, Produced, Reject, jsondoc
 from exchange.normalize import values as v
@@ -17,7 +18,7 @@ from exchange.normalize.base import TLP
 from tests.conftest import Env
 from tests.fixtures import misp as gen
 from tests.fixtures.common import Sample
-from tests.normalizing import run
+from tests.normalizing import preamble_only, run
 
 EVENT, FEED = "misp-event", "misp-feed"
 SOURCE_ID = Context("MISP").source_id
@@ -88,11 +89,11 @@ def test_network_attributes_become_suspect_infrastructure(tmp_path: Path, kind: 
     indicators = _of(objects, "indicator")
     assert len(indicators) == len(expected) == len(_of(objects, "infrastructure"))
     for indicator in indicators:
-        assert indicator["x_exchange_data_subject"] == "suspect-infrastructure"
-        assert indicator["x_misp_extra"]["type"] == kind
+        assert ext.data_subject(indicator) == "suspect-infrastructure"
+        assert ext.fields_of(indicator, "misp")["type"] == kind
     assert _of(objects, "infrastructure")[0]["infrastructure_types"] == ["unknown"]
     if kind.endswith("|port"):
-        assert indicators[0]["x_misp_extra"]["port"] == int(value.rpartition("|")[2])
+        assert ext.fields_of(indicators[0], "misp")["port"] == int(value.rpartition("|")[2])
 
 
 @pytest.mark.parametrize("kind, value, hashes, name", [
@@ -128,7 +129,7 @@ def test_as_numbers_are_context_never_indicators(tmp_path: Path):
     objects, rejects = _objects(tmp_path, _attr("AS", "AS64496"), _attr("AS", "64511"))
     assert not rejects and not _of(objects, "indicator")
     assert [o["number"] for o in _of(objects, "autonomous-system")] == [64496, 64511]
-    assert {o["x_exchange_data_subject"] for o in _of(objects, "observed-data")} == \
+    assert {ext.data_subject(o) for o in _of(objects, "observed-data")} == \
         {"suspect-infrastructure"}
 
 
@@ -166,13 +167,13 @@ def test_to_ids_decides_indicator_or_observed_data(tmp_path: Path, to_ids: Any,
     assert not rejects and not _of(objects, "sighting")  # MISP names no sighting source
     assert bool(_of(objects, "indicator")) is indicated
     holders = _of(objects, "indicator") or _of(objects, "observed-data")
-    assert holders[0]["x_exchange_data_subject"] == subject
+    assert ext.data_subject(holders[0]) == subject
     if not indicated:
         (observed,) = _of(objects, "observed-data")
         assert observed["id"] == v.sdo_id("observed-data", SOURCE_ID, "misp-attribute",
                                           item["uuid"])
         assert observed["object_refs"] == [_of(objects, "ipv4-addr")[0]["id"]]
-        assert observed["x_misp_extra"]["uuid"] == item["uuid"]
+        assert ext.fields_of(observed, "misp")["uuid"] == item["uuid"]
 
 
 @pytest.mark.parametrize("category, attribute_tags, event_tags, kind", [
@@ -235,7 +236,7 @@ def test_times_come_from_first_seen_last_seen_and_timestamp(tmp_path: Path):
     assert infrastructure["seen.bad.example"]["modified"] == first["modified"]
     assert indicators["bare.bad.example"]["valid_from"] == "2026-11-20T00:10:00.000Z"
     assert "last_seen" not in infrastructure["odd.bad.example"]
-    assert indicators["odd.bad.example"]["x_misp_extra"]["last_seen"] == \
+    assert ext.fields_of(indicators["odd.bad.example"], "misp")["last_seen"] == \
         "2026-11-18T00:00:00Z"
 
 
@@ -259,8 +260,8 @@ def test_each_event_is_a_report_by_its_creator_over_its_objects(tmp_path: Path):
     assert event_report["external_references"] == [{"source_name": "misp",
                                                      "external_id": event["uuid"]}]
     assert event_report["created_by_ref"] == CERT_ID
-    assert event_report["x_misp_extra"]["orgc_uuid"] == gen.ORGC["uuid"]
-    assert event_report["x_misp_extra"]["threat_level_id"] == "2"
+    assert ext.fields_of(event_report, "misp")["orgc_uuid"] == gen.ORGC["uuid"]
+    assert ext.fields_of(event_report, "misp")["threat_level_id"] == "2"
     attribute_ids = {p.obj["id"] for p in produced if p.record is not None and p.record.row}
     assert set(event_report["object_refs"]) == attribute_ids
     creator = next(p.obj for p in produced if p.obj["id"] == CERT_ID)
@@ -332,8 +333,8 @@ def test_rows_number_object_attributes_after_the_events_own(
     assert [(r.row, r.reason) for r in rejects] == [
         (11, "unsupported MISP attribute type text"), (14, "not an IP address: '999.1.1.1'")]
     rows = {p.record.row: p.obj for p in produced if p.record and p.obj["type"] == "indicator"}
-    assert rows[12]["x_misp_extra"]["object"]["name"] == "domain-ip"
-    assert rows[12]["x_misp_extra"]["object_relation"] == "domain"
+    assert ext.fields_of(rows[12], "misp")["object"]["name"] == "domain-ip"
+    assert ext.fields_of(rows[12], "misp")["object_relation"] == "domain"
 
 
 def _event_bytes(**changes: Any) -> bytes:
@@ -364,7 +365,7 @@ def test_an_unreadable_event_is_one_reject(tmp_path: Path, body: bytes, reason: 
     path = tmp_path / "bad.json"
     path.write_bytes(body)
     produced, rejects, tally = run(EVENT, path)
-    assert tally.read == 1 and [p.obj["type"] for p in produced] == ["identity"]
+    assert tally.read == 1 and preamble_only(produced)
     assert rejects[0].row == 0 and reason in rejects[0].reason, rejects[0].reason
 
 
@@ -429,7 +430,7 @@ def test_a_broken_manifest_is_one_reject(tmp_path: Path, manifest: bytes | None,
     produced, rejects, _ = run(FEED, tmp_path)
     assert [(Path(r.source).name, r.row) for r in rejects] == [("manifest.json", 0)]
     assert reason in rejects[0].reason
-    assert [p.obj["type"] for p in produced] == ["identity"]
+    assert preamble_only(produced)
 
 
 def test_both_formats_give_the_same_objects_for_the_same_event(tmp_path: Path):

@@ -15,11 +15,12 @@ import pytest
 import stix2
 from _pytest.logging import LogCaptureFixture
 
-from exchange.normalize import PARSERS, Produced, Reject
+from exchange import stix_extensions as ext
+from exchange.normalize import PARSERS, Produced, Reject, build
 from exchange.normalize import values as v
 from tests.fixtures import shadowserver as gen
 from tests.fixtures.common import Sample
-from tests.normalizing import run
+from tests.normalizing import HOSTS, preamble_only, run
 
 # -- Shadowserver event4_sinkhole ---------------------------------------------------------------
 
@@ -38,9 +39,9 @@ def test_sinkhole_rows_become_observed_data_and_sightings(samples: dict[str, lis
         assert sighting["where_sighted_refs"] == [source]
         assert by_id[sighting["sighting_of_ref"]]["type"] == "malware"
         observed = by_id[sighting["observed_data_refs"][0]]
-        assert observed["x_exchange_data_subject"] == "victim"
-        assert observed["x_shadowserver_extra"]["x_custom_note"].startswith("extra-")
-        assert observed["x_shadowserver_extra"]["src_hostname"].endswith(".victim.example")
+        assert ext.data_subject(observed) == "victim"
+        assert ext.fields_of(observed, "shadowserver")["x_custom_note"].startswith("extra-")
+        assert ext.fields_of(observed, "shadowserver")["src_hostname"].endswith(".victim.example")
         traffic = next(by_id[r] for r in observed["object_refs"]
                        if r.startswith("network-traffic--"))
         assert by_id[traffic["src_ref"]]["type"] in ("ipv4-addr", "ipv6-addr")
@@ -57,7 +58,7 @@ def test_sinkhole_header_without_required_columns_is_one_reject(tmp_path: Path):
     path.write_text("time,ip\n2026-11-20 00:00:00,192.0.2.1\n")
     produced, rejects, _ = run(SINKHOLE, path)
     assert [r.reason for r in rejects] == ["header lacks required columns: timestamp, src_ip"]
-    assert [p.obj["type"] for p in produced] == ["identity"]
+    assert preamble_only(produced)
 
 
 def test_sinkhole_wrong_encoding_and_empty_files_do_not_crash(tmp_path: Path):
@@ -92,7 +93,7 @@ class Sighted:
 
     @property
     def extra(self) -> dict[str, str]:
-        return self.observed.get("x_shadowserver_extra", {})
+        return ext.fields_of(self.observed, "shadowserver")
 
     def one(self, kind: str) -> dict[str, Any]:
         [found] = self.observables[kind]
@@ -123,13 +124,19 @@ def test_victims_are_observed_data_and_sightings_never_indicators(
         name: str, samples: dict[str, list[Sample]]):
     for sample in samples[name]:
         produced, _, _ = run(name, sample.path)
-        assert not [p for p in produced if p.obj["type"] in ("indicator", "infrastructure")]
+        victims = {ref for p in produced if ext.data_subject(p.obj) == "victim"
+                   for ref in p.obj["object_refs"]}
+        patterns = {build.pattern(p.obj) for p in produced
+                    if p.obj["id"] in victims and p.obj["type"] in HOSTS}
+        suspects = [p.obj for p in produced if p.obj["type"] in ("indicator", "infrastructure")]
+        assert all(ext.data_subject(o) == "suspect-infrastructure" for o in suspects)
+        assert not [o for o in suspects if o.get("pattern") in patterns]
         found, _ = _sighted(name, sample.path)
         assert len(found) == sample.good  # one finding per row in these samples
         source = produced[0].obj["id"]
         for item in found:
             assert item.sighting["where_sighted_refs"] == [source]
-            assert item.observed["x_exchange_data_subject"] == "victim"
+            assert ext.data_subject(item.observed) == "victim"
             assert item.target["type"] in ("malware", "attack-pattern", "vulnerability")
             assert item.sighting["first_seen"] == item.observed["first_observed"]
 
@@ -148,7 +155,7 @@ def test_a_header_without_required_columns_is_one_row_1_reject(name: str, missin
     produced, rejects, _ = run(name, path)
     assert [(r.row, r.reason) for r in rejects] == [(1, f"header lacks required columns: "
                                                         f"{missing}")]
-    assert [p.obj["type"] for p in produced] == ["identity"]
+    assert preamble_only(produced)
 
 
 @pytest.mark.parametrize("name, hostile", [
@@ -316,7 +323,7 @@ def test_compromised_websites_are_victims_with_their_url(tmp_path: Path):
         ("attack-pattern", "compromised website: spam"),
         ("malware", "magecart"),
     ]
-    assert found[2].extra["cc_url"] == "https://skim.bad.example/s.js"
+    assert "cc_url" not in found[2].extra  # suspect infrastructure, not a kept column
 
 
 # -- malware_url --------------------------------------------------------------------------------
@@ -341,7 +348,7 @@ def test_malware_urls_are_distribution_infrastructure(tmp_path: Path):
     assert url_indicator["labels"] == ["mozi"]
     assert url_indicator["external_references"] == [{"source_name": "cve",
                                                      "external_id": "CVE-2018-10562"}]
-    assert url_indicator["x_shadowserver_extra"]["ip"] == "203.0.113.5"
+    assert ext.fields_of(url_indicator, "shadowserver")["ip"] == "203.0.113.5"
     assert file_indicator["pattern"] == f"[file:hashes.MD5 = '{'b' * 32}' OR " \
                                         f"file:hashes.'SHA-256' = '{'a' * 64}']"
     [infra] = [o for o in first if o["type"] == "infrastructure"]
@@ -422,3 +429,92 @@ def test_scan_row_naming_several_cves_is_sighted_once_per_cve(tmp_path: Path):
     found, _ = _sighted(SCAN, path)
     assert sorted(f.target["name"] for f in found) == ["CVE-2021-26855", "CVE-2021-27065"]
     assert {f.extra["version"] for f in found} == {"15.2"}
+
+
+# -- suspect infrastructure named in victim reports ------------------------------------------
+
+_SITE = "timestamp,ip,http_host,url,family,category,cc_url,redirect_target"
+_TRAP = "timestamp,src_ip,src_hostname,dst_ip,dst_port,payload_url,payload_md5,payload_sha256"
+_MD5 = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize("name, header, row, suspects, kept", [
+    pytest.param(WEBSITE, _SITE, "2026-11-20 01:00:00,192.0.2.5,shop.victim.example,/a.php,"
+                 "magecart,malware,https://Skim.Bad.Example/c.js,",
+                 {("url", "command-and-control", "controls", "malware")}, set(),
+                 id="cc_url -> C2 controlling the family"),
+    pytest.param(WEBSITE, _SITE, "2026-11-20 01:00:00,192.0.2.5,shop.victim.example,/a.php,,"
+                 "phishing,,http://landing.bad.example/r",
+                 {("url", "hosting-malware", "related-to", "attack-pattern")}, set(),
+                 id="redirect_target without a family -> related to the attack pattern"),
+    pytest.param(WEBSITE, _SITE, "2026-11-20 01:00:00,192.0.2.5,shop.victim.example,/a.php,"
+                 "magecart,,https://shop.victim.example/skim.js,http://192.0.2.5/r",
+                 set(), {"cc_url", "redirect_target"},
+                 id="the site's own host or address -> kept, never an indicator"),
+    pytest.param(WEBSITE, _SITE, "2026-11-20 01:00:00,192.0.2.5,shop.victim.example,/a.php,"
+                 "magecart,,not a url,", set(), {"cc_url"}, id="not a URL -> kept"),
+    pytest.param(HONEYPOT, _TRAP, f"2026-11-20 01:00:00,192.0.2.7,,203.0.113.9,22,"
+                 f"http://203.0.113.200/bins.sh,{_MD5.upper()},",
+                 {("url", "hosting-malware", "related-to", "attack-pattern"),
+                  ("file", None, None, "attack-pattern")}, set(),
+                 id="payload_url and payload_md5 -> distribution and payload"),
+    pytest.param(HONEYPOT, _TRAP, f"2026-11-20 01:00:00,2001:db8::7,bot.victim.example,"
+                 f"203.0.113.9,22,http://[2001:DB8::7]:8080/x.sh,,{'a' * 64}",
+                 {("file", None, None, "attack-pattern")}, {"payload_url"},
+                 id="payload on the attacker's own address -> only the payload file"),
+    pytest.param(HONEYPOT, _TRAP, "2026-11-20 01:00:00,192.0.2.7,bot.victim.example,"
+                 "203.0.113.9,22,http://bot.victim.example/x.sh,,",
+                 set(), {"payload_url"}, id="payload on the attacker's own host -> kept"),
+])
+def test_victim_reports_give_the_attackers_infrastructure_as_suspect(
+        tmp_path: Path, name: str, header: str, row: str,
+        suspects: set[tuple[str, str | None, str | None, str]], kept: set[str]):
+    """(observable, infrastructure type, its link to the sighted SDO, that SDO's type) per
+    indicator; the victim's own address, host and URLs are never indicated."""
+    path = _csv(tmp_path / "report.csv", header, row)
+    produced, rejects, _ = run(name, path)
+    assert not rejects
+    objects = [p.obj for p in produced]
+    by_id = {o["id"]: o for o in objects}
+    [sighting] = [o for o in objects if o["type"] == "sighting"]
+    target = by_id[sighting["sighting_of_ref"]]
+    observed = by_id[sighting["observed_data_refs"][0]]
+    links = {(r["source_ref"], r["relationship_type"], r["target_ref"])
+             for r in objects if r["type"] == "relationship"}
+    found = set()
+    for indicator in (o for o in objects if o["type"] == "indicator"):
+        assert ext.data_subject(indicator) == "suspect-infrastructure"
+        assert (indicator["id"], "indicates", target["id"]) in links
+        infras = [by_id[s] for (i, kind, s) in links if i == indicator["id"]
+                  and kind == "indicates" and by_id[s]["type"] == "infrastructure"]
+        if not infras:  # a payload file: indicated, no infrastructure
+            assert indicator["pattern"].startswith("[file:hashes.")
+            found.add(("file", None, None, target["type"]))
+            continue
+        [infra] = infras
+        [link] = [kind for (s, kind, t) in links if s == infra["id"] and t == target["id"]]
+        [consists] = [by_id[t] for (s, kind, t) in links if s == infra["id"]
+                      and kind == "consists-of"]
+        assert indicator["pattern"] == build.pattern(consists)
+        found.add((consists["type"], infra["infrastructure_types"][0], link, target["type"]))
+    assert found == suspects
+    victim_patterns = {build.pattern(by_id[r]) for r in observed["object_refs"]
+                       if by_id[r]["type"] in HOSTS}
+    assert not [o for o in objects if o.get("pattern") in victim_patterns]
+    assert set(ext.fields_of(observed, "shadowserver")) & {
+        "cc_url", "redirect_target", "payload_url", "payload_md5", "payload_sha256"} == kept
+    for obj in objects:  # the strict reference library takes every object
+        stix2.parse(obj)
+
+
+def test_a_payload_url_is_related_to_the_payload_it_served(tmp_path: Path):
+    path = _csv(tmp_path / "honeypot.csv", _TRAP, f"2026-11-20 01:00:00,192.0.2.7,,"
+                f"203.0.113.9,22,http://203.0.113.200/bins.sh,{_MD5},")
+    produced, _, _ = run(HONEYPOT, path)
+    by_id = {p.obj["id"]: p.obj for p in produced}
+    [payload] = [o for o in by_id.values() if o["type"] == "indicator"
+                 and o["pattern"] == f"[file:hashes.MD5 = '{_MD5}']"]
+    [infra] = [o for o in by_id.values() if o["type"] == "infrastructure"]
+    assert [(r["source_ref"], r["target_ref"]) for r in by_id.values()
+            if r["type"] == "relationship" and r["relationship_type"] == "related-to"
+            and r["target_ref"] == payload["id"]] == [(infra["id"], payload["id"])]

@@ -34,9 +34,9 @@ class BazaarCsv(CsvFeed):
         Field("file_name", "the sample's file name", "file.name"),
         Field("mime_type", "the sample's MIME type", "file.mime_type"),
         Field("signature", "the malware family (n/a: unknown)", "malware.name"),
-        *(Field(name, "kept as reported", f"indicator.x_abusech_extra.{name}")
+        *(Field(name, "kept as reported", f"indicator.ext[abusech].{name}")
           for name in _KEPT),
-        Field("(any other column)", "kept as reported", "indicator.x_abusech_extra"),
+        Field("(any other column)", "kept as reported", "indicator.ext[abusech]"),
     )
     default_source = SOURCE
     report_types = ("indicator", "malware")

@@ -28,7 +28,7 @@ from .base import Context, Parser, Record, Reject
 from .csvrows import MAX_LINE, Row, read_rows
 from .jsondoc import excerpt, load_json
 
-EXTRA = "x_abusech_extra"
+EXTRA = "abusech"  # whose fields extension keeps what has no STIX home
 MAX_RECORD = MAX_LINE  # bytes of one JSON entry, as for one CSV line
 _NOTHING = frozenset({"", "none", "null", "n/a"})  # how the exports say "no value"
 
@@ -152,6 +152,7 @@ class Feed(Parser):
     by the feed's `harmonise`, and turned into suspect infrastructure."""
 
     default_tlp = "clear"  # the feeds are public
+    source_fields = EXTRA
     report_types: ClassVar[tuple[str, ...]] = ("indicator",)
     aliases: ClassVar[dict[str, str]] = {}  # a source field name -> its canonical name
 

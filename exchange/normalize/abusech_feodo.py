@@ -46,7 +46,7 @@ _FIELDS = (
           "infrastructure.last_seen, indicator.valid_until when offline"),
     Field("malware", "the malware family", "malware.name"),
     Field("(any other field)", "kept as reported (the JSON's hostname, as_number, as_name, "
-                               "country)", "indicator.x_abusech_extra"),
+                               "country)", "indicator.ext[abusech]"),
 )
 
 

@@ -47,18 +47,18 @@ _FIELDS = (
     Field("first_seen_utc", "when the IOC was first seen (UTC; first_seen in the API)",
           "indicator.valid_from/created, infrastructure.first_seen", required=True),
     Field("ioc_id", "ThreatFox IOC id (id in the API, the object key in the JSON export)",
-          "external_references[].external_id/url, x_abusech_extra.ioc_id"),
+          "external_references[].external_id/url, ext[abusech].ioc_id"),
     Field("ioc_value", "the IOC (ioc in the API)",
           "ipv4-addr/ipv6-addr/domain-name/url.value or file.hashes, indicator.pattern "
           "(an ip:port: network-traffic dst_ref and dst_port)", required=True),
     Field("ioc_type", "ip:port, domain, url, md5_hash, sha1_hash or sha256_hash",
           "the observable's type", required=True),
     Field("threat_type", "botnet_cc, payload_delivery, payload ...",
-          "infrastructure.infrastructure_types; x_abusech_extra.threat_type"),
+          "infrastructure.infrastructure_types; ext[abusech].threat_type"),
     Field("fk_malware", "Malpedia name of the family (malware in the JSON)",
-          "malware.name when malware_printable is empty; x_abusech_extra.malware"),
+          "malware.name when malware_printable is empty; ext[abusech].malware"),
     Field("malware_printable", "the malware family", "malware.name"),
-    Field("malware_alias", "other names of the family", "x_abusech_extra.malware_alias[]"),
+    Field("malware_alias", "other names of the family", "ext[abusech].malware_alias[]"),
     Field("last_seen_utc", "when the IOC was last seen (UTC; last_seen in the API)",
           "infrastructure.last_seen"),
     Field("confidence_level", "ThreatFox's confidence, 0-100", "indicator.confidence"),
@@ -66,11 +66,11 @@ _FIELDS = (
           "external_references[].url (.description when no URL)"),
     Field("tags", "ThreatFox tags", "labels"),
     Field("is_compromised", "whether the host is a compromised, otherwise legitimate one",
-          "x_abusech_extra.is_compromised"),
-    Field("anonymous", "whether the reporter is anonymous", "x_abusech_extra.anonymous"),
-    Field("reporter", "who reported the IOC", "x_abusech_extra.reporter"),
+          "ext[abusech].is_compromised"),
+    Field("anonymous", "whether the reporter is anonymous", "ext[abusech].anonymous"),
+    Field("reporter", "who reported the IOC", "ext[abusech].reporter"),
     Field("(any other field)", "kept as reported (the API's threat_type_desc, ioc_type_desc, "
-                               "malware_malpedia ...)", "indicator.x_abusech_extra"),
+                               "malware_malpedia ...)", "indicator.ext[abusech]"),
 )
 
 

@@ -48,7 +48,7 @@ _GENERIC_PREFIXES = ("dropped-by-", "ua-", "cve-")
 _KNOWN = frozenset({"id", "dateadded", "url", "url_status", "last_online", "threat", "tags",
                     "urlhaus_link", "reporter"})
 _FIELDS = (
-    Field("id", "URLhaus entry id", "external_references[].external_id, x_abusech_extra.id"),
+    Field("id", "URLhaus entry id", "external_references[].external_id, ext[abusech].id"),
     Field("dateadded", "when URLhaus added the URL (UTC; date_added in the API)",
           "indicator.valid_from/created, infrastructure.first_seen", required=True),
     Field("url", "the malware distribution URL", "url.value, indicator.pattern", required=True),
@@ -57,12 +57,12 @@ _FIELDS = (
     Field("last_online", "when the URL was last seen online (UTC)",
           "infrastructure.last_seen, indicator.valid_until when offline"),
     Field("threat", "URLhaus threat category (malware_download)",
-          "malware.name when it names a family; x_abusech_extra.threat"),
+          "malware.name when it names a family; ext[abusech].threat"),
     Field("tags", "URLhaus tags", "labels; malware.name: the first non-generic tag"),
     Field("urlhaus_link", "the entry's URLhaus page (urlhaus_reference in the API)",
           "external_references[].url"),
-    Field("reporter", "who reported the URL", "x_abusech_extra.reporter"),
-    Field("(any other field)", "kept as reported", "indicator.x_abusech_extra"),
+    Field("reporter", "who reported the URL", "ext[abusech].reporter"),
+    Field("(any other field)", "kept as reported", "indicator.ext[abusech]"),
 )
 
 

@@ -20,8 +20,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar
 
+from .. import stix_extensions as ext
 from ..markings import (
     HANDLING_CODES,
+    SERVER_IDENTITY,
     TLP,
     handling,
     handling_extension_definition,
@@ -48,7 +50,7 @@ class Field:
 
     name: str
     description: str
-    stix: str = ""  # the STIX property it becomes ('' : kept in the format's extra property)
+    stix: str = ""  # the STIX property it becomes ('' : kept in the format's fields extension)
     required: bool = False
 
 
@@ -114,6 +116,16 @@ class Context:
         return sdo_id("identity", self.source_name.strip().lower())
 
     @cached_property
+    def facet(self) -> str:
+        """What a run puts on every object (TLP, handling): part of the id of the context
+        objects it makes (malware families, attack patterns, vulnerabilities), so a name the
+        source gave only under AMBER is an AMBER object of its own, never a CLEAR one, and
+        runs under different markings never contend for one object's content."""
+        return "\x1f".join((self.tlp or "", ",".join(self.handling),
+                             self.handling_conditions or "", self.reliability or "",
+                             self.accuracy or ""))
+
+    @cached_property
     def markings(self) -> tuple[str, ...]:
         return (TLP[self.tlp],) if self.tlp else ()
 
@@ -127,18 +139,22 @@ class Context:
 
     def identity(self) -> dict[str, Any]:
         """The source, public whatever a run's TLP: every reader may know who said what, and
-        one identity stays one version across runs at any TLP."""
+        one identity stays one version across runs at any TLP. This project states it, so
+        the project's identity is its author."""
         return {"type": "identity", "spec_version": "2.1", "id": self.source_id,
+                "created_by_ref": SERVER_IDENTITY,
                 "created": REFERENCE_TIME, "modified": REFERENCE_TIME,
                 "name": self.source_name.strip(), "identity_class": "organization",
                 "object_marking_refs": [TLP["clear"]]}
 
-    def preamble(self) -> list[dict[str, Any]]:
-        """Objects every file starts with: the source identity, and the handling extension's
-        definition (with its author) when objects carry it, so consumers can resolve it."""
-        found = [self.identity()]
+    def preamble(self, extensions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """Objects every file starts with: the source identity, its author (the project's
+        identity), and the definitions of the extensions its objects may carry (`extensions`,
+        and handling when the run sets it), so consumers can resolve them."""
+        found = [self.identity(), server_identity()]
+        found += [ext.definition(e) for e in extensions]
         if self.extensions:
-            found += [server_identity(), handling_extension_definition()]
+            found.append(handling_extension_definition())
         return found
 
     def stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
@@ -194,6 +210,9 @@ class Parser(ABC):
     # Settings a format accepts (`--option NAME=VALUE`), described for `formats`.
     options: ClassVar[tuple[Field, ...]] = ()
     reads_directories: ClassVar[bool] = False  # True: each PATH is a directory, not a file
+    # The source family whose fields extension keeps what has no STIX property (a key of
+    # stix_extensions.SOURCE_FIELDS), None when the format keeps none.
+    source_fields: ClassVar[str | None] = None
     # True: this exchange authors the objects (new facts under an old timestamp become a new
     # version); False: they pass through as their producer made them.
     authors_objects: ClassVar[bool] = True
@@ -204,6 +223,15 @@ class Parser(ABC):
         if unknown:
             raise BadValue(f"{self.name} has no option {', '.join(sorted(unknown))}; "
                            f"known: {', '.join(o.name for o in self.options) or 'none'}")
+
+    @classmethod
+    def extension_ids(cls) -> tuple[str, ...]:
+        """The project's extensions this format's objects may carry (none when it passes
+        objects through as their producer made them)."""
+        if not cls.authors_objects:
+            return ()
+        found = (ext.DATA_SUBJECT,)
+        return found + ((ext.SOURCE_FIELDS[cls.source_fields],) if cls.source_fields else ())
 
     @abstractmethod
     def records(self, path: Path) -> Iterator[Record | Reject]:
@@ -231,7 +259,7 @@ def normalize(parser: Parser, path: Path, context: Context,
     tally = tally if tally is not None else Tally()
     # Recently produced (id, modified) pairs: repeats are dropped; bounded, so memory is flat.
     seen: OrderedDict[str, None] = OrderedDict()
-    for obj in context.preamble():
+    for obj in context.preamble(parser.extension_ids()):
         seen[f"{obj['id']}\x1f{obj.get('modified', '')}"] = None
         yield Produced(obj, None)
     part, number = _ReportPart(), 1

@@ -12,18 +12,25 @@ Two kinds of fact arrive from feeds:
 
 Every SDO and SRO id is a UUIDv5 over its natural key and every time comes from the data, so
 the same input always gives the same objects; new information gives a new `modified`.
+
+Every SDO and SRO is attributed to the source (`created_by_ref`) and carries the run's
+markings, context objects too: a malware family, attack pattern or vulnerability is one object
+per source and run markings (`Context.facet`), so a name one source gave under AMBER never
+shows as CLEAR. Whom an object is about (victim or suspect infrastructure) and the source's
+fields without a STIX property are property extensions (stix_extensions.py), never `x_`
+properties.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .. import stix_extensions as ext
 from . import values as v
 from .base import REFERENCE_TIME, Context
 
-# Data-subject categories the sharing policy can use (kept on the objects that carry them).
-VICTIM, SUSPECT = "victim", "suspect-infrastructure"
-SUBJECT = "x_exchange_data_subject"
+# Data-subject categories the sharing policy can use (the data subject extension).
+VICTIM, SUSPECT = ext.VICTIM, ext.SUSPECT
 
 # Infrastructure kinds: STIX infrastructure-type-ov value and how it relates to the malware.
 C2 = ("command-and-control", "controls")
@@ -33,14 +40,28 @@ UNKNOWN = ("unknown", "")
 PAYLOAD = None  # a malware file itself: indicator and family, no infrastructure
 
 
-def malware(family: str) -> dict[str, Any]:
-    """A malware family: its content is its normalised name, so it never changes."""
+def malware(context: Context, family: str) -> dict[str, Any]:
+    """A malware family as this source names it: its content is its normalised name, so it
+    never changes."""
     name = family.strip().lower()
     if not name:
         raise v.BadValue("empty malware family name")
-    return {"type": "malware", "spec_version": "2.1", "id": v.sdo_id("malware", name),
-            "created": REFERENCE_TIME, "modified": REFERENCE_TIME, "name": name,
-            "is_family": True}
+    return context_object(context, "malware", name, is_family=True)
+
+
+def context_object(context: Context, kind: str, name: str,
+                   references: tuple[dict[str, str], ...] = (), **more: Any) -> dict[str, Any]:
+    """A malware family, attack pattern or vulnerability by its (normalised) name: one object
+    per source and run markings (see Context.facet), attributed and marked like the facts
+    that point at it. Its content is the name and fixed references, so it needs no time from
+    the data and never changes."""
+    obj: dict[str, Any] = {
+        "type": kind, "spec_version": "2.1",
+        "id": v.sdo_id(kind, context.source_id, context.facet, name),
+        "created": REFERENCE_TIME, "modified": REFERENCE_TIME, "name": name, **more}
+    if references:
+        obj["external_references"] = [dict(r) for r in references]
+    return context.stamp(obj)
 
 
 def pattern(observable: dict[str, Any], port: int | None = None) -> str:
@@ -96,9 +117,16 @@ def infrastructure_objects(
     port: int | None = None, edited: str | None = None,
     labels: tuple[str, ...] = (), references: tuple[dict[str, str], ...] = (),
     extra: dict[str, Any] | None = None, extra_name: str = "",
+    target: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Observable, indicator, infrastructure, malware family and their relationships
     (with `kind=PAYLOAD`, for a malware file: no infrastructure).
+
+    `target` is what the infrastructure serves when the caller already built it (the malware
+    or attack pattern a victim report sighted) instead of a `family` name: the indicator
+    indicates it, and the infrastructure controls or delivers a malware target (by `kind`)
+    and is related to any other. `extra` is kept in the fields extension of source family
+    `extra_name` (a key of stix_extensions.SOURCE_FIELDS).
 
     `first_seen`/`last_seen`/`valid_until` (and `edited`, when the source dates its last edit
     of the record) are STIX timestamps from the data. `modified` is the newest of them, so a
@@ -115,8 +143,8 @@ def infrastructure_objects(
     modified = max(times)
     key = (context.source_id, _matched_id(observable)) + \
         ((str(port),) if port is not None else ())
-    family_obj = malware(family) if family else None
-    what = f"{family_obj['name']} " if family_obj else ""
+    family_obj = target if target is not None else malware(context, family) if family else None
+    what = f"{family_obj['name']} " if family_obj and family_obj["type"] == "malware" else ""
     role = kind[0].replace("-", " ") if kind else "malware file"
     indicator: dict[str, Any] = {
         "type": "indicator", "spec_version": "2.1", "id": v.sdo_id("indicator", *key),
@@ -132,9 +160,8 @@ def infrastructure_objects(
             v.later_by_millisecond(first_seen)
         indicator["modified"] = max(modified, indicator["valid_until"])
     _describe(indicator, context, labels, references)
-    indicator[SUBJECT] = SUSPECT
-    if extra and extra_name:
-        indicator[extra_name] = extra
+    ext.extend(indicator, ext.subject(SUSPECT),
+               ext.source_fields(extra_name, extra) if extra and extra_name else {})
     objects = [observable, stamp(indicator)]
     if family_obj is not None:
         objects.append(family_obj)
@@ -146,8 +173,9 @@ def infrastructure_objects(
         "type": "infrastructure", "spec_version": "2.1",
         "id": v.sdo_id("infrastructure", *key), "created": first_seen,
         "modified": indicator["modified"], "name": f"{what}{kind[0]} {label}"[:250],
-        "infrastructure_types": [kind[0]], "first_seen": first_seen, SUBJECT: SUSPECT,
+        "infrastructure_types": [kind[0]], "first_seen": first_seen,
     }
+    ext.extend(infra, ext.subject(SUSPECT))
     if last_seen and last_seen >= first_seen:
         infra["last_seen"] = last_seen
     _describe(infra, context, labels, references)
@@ -155,9 +183,10 @@ def infrastructure_objects(
     objects.append(relationship(context, indicator["id"], "indicates", infra["id"], first_seen))
     objects.append(relationship(context, infra["id"], "consists-of", observable["id"],
                                 first_seen))
-    if family_obj is not None and kind[1]:
-        objects.append(relationship(context, infra["id"], kind[1], family_obj["id"],
-                                    first_seen))
+    link = kind[1] if family_obj is not None and family_obj["type"] == "malware" else \
+        "related-to" if target is not None else ""
+    if family_obj is not None and link:
+        objects.append(relationship(context, infra["id"], link, family_obj["id"], first_seen))
     return objects
 
 
@@ -174,7 +203,8 @@ def victim_objects(
     """
     stamp = context.stamp
     objects = [stamp(o) for o in observables]
-    target = sighting_of if sighting_of is not None else malware(family) if family else None
+    target = sighting_of if sighting_of is not None else \
+        malware(context, family) if family else None
     if target is None:
         raise v.BadValue("nothing to report a sighting of: no malware family")
     natural = (context.source_id, key)
@@ -182,10 +212,10 @@ def victim_objects(
         "type": "observed-data", "spec_version": "2.1",
         "id": v.sdo_id("observed-data", *natural), "created": seen, "modified": seen,
         "first_observed": seen, "last_observed": seen, "number_observed": 1,
-        "object_refs": [o["id"] for o in objects], SUBJECT: subject,
+        "object_refs": [o["id"] for o in objects],
     }
-    if extra and extra_name:
-        observed[extra_name] = extra
+    ext.extend(observed, ext.subject(subject),
+               ext.source_fields(extra_name, extra) if extra and extra_name else {})
     sighting: dict[str, Any] = {
         "type": "sighting", "spec_version": "2.1", "id": v.sdo_id("sighting", *natural),
         "created": seen, "modified": seen, "first_seen": seen, "last_seen": seen,

@@ -23,6 +23,9 @@ from .values import BadValue
 
 
 def formats() -> int:
+    # The mapping names the project's property extensions briefly; say once what they are.
+    print("ext[SOURCE].NAME: field NAME of the SOURCE fields extension; ext[data-subject]: the "
+          "data subject extension (definitions at /extensions/)")
     for parser in PARSERS.values():
         print(f"{parser.name}: {parser.description}")
         for field in parser.fields:

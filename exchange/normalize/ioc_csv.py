@@ -10,7 +10,7 @@ file (`build.PAYLOAD`). A mistake in the mapping fails early and once: a bad opt
 `BadValue` from the constructor, a mapped column the header lacks is one reject at the header row.
 Times come only from the data (a first_seen column or the `default_first_seen` option), never
 from the clock, so ids, `created` and `modified` are the same on every run. Columns the
-mapping does not name are kept in `x_ioc_csv_extra`.
+mapping does not name are kept in its fields extension (stix_extensions.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from . import values as v
 from .base import Context, Field, Parser, Record, Reject
 from .csvrows import Row, read_rows
 
-_EXTRA = "x_ioc_csv_extra"
+_EXTRA = "ioc-csv"  # whose fields extension keeps unmapped columns
+_KEPT_IN = "ext[ioc-csv]"
 
 # Options naming a header column, with what the column holds.
 _COLUMN_OPTIONS = {
@@ -43,7 +44,7 @@ _COLUMN_OPTIONS = {
     "tags": "another name for labels",
     "description": "column of a free-text description",
     "reference": "column of a reference URL (a value that is not a URL is kept in "
-                 f"{_EXTRA})",
+                 f"{_KEPT_IN})",
     "confidence": "column of a confidence from 0 to 100 (an empty cell: the feed's)",
 }
 _TIMES = ("STIX/ISO 8601 UTC times ('2026-11-20T10:00:00Z', '2026-11-20 10:00:00', "
@@ -102,6 +103,7 @@ def _options() -> tuple[Field, ...]:
 
 class IocCsv(Parser):
     name = "ioc-csv"
+    source_fields = _EXTRA
     description = ("Analysts' CSV list of indicators, columns mapped by --option/--options "
                    "(suspect infrastructure; file hashes as malware files)")
     fields = (
@@ -124,7 +126,7 @@ class IocCsv(Parser):
         Field("reference", "a URL", "indicator/infrastructure.external_references[].url"),
         Field("confidence", "0-100", "indicator.confidence, infrastructure.confidence "
                                      "(over the feed's --confidence)"),
-        Field("(any other column)", "kept as reported", f"indicator.{_EXTRA}"),
+        Field("(any other column)", "kept as reported", f"indicator.{_KEPT_IN}"),
     )
     default_source = "Analyst indicator list"
     report_types = ("indicator",)

@@ -37,7 +37,7 @@ stricter one: that event's (attribute's) objects are then built with a derived c
 object already produced from the same file (e.g. one address in two events) keeps the marking
 it was first produced with.
 
-Unmapped scalar fields of events and attributes, and their tags, are kept in `x_misp_extra`;
+Unmapped scalar fields of events and attributes, and their tags, are kept in its fields extension;
 nested lists other than tags (Galaxy, Sighting, ShadowAttribute ...) are not.
 """
 
@@ -52,13 +52,15 @@ from typing import Any
 
 import orjson
 
+from .. import stix_extensions as ext
 from ..schemas import problem
 from . import build
 from . import values as v
 from .base import Context, Field, Parser, Record, Reject
 from .jsondoc import Document, load_json
 
-_EXTRA = "x_misp_extra"
+_EXTRA = "misp"  # whose fields extension keeps what has no STIX home
+_KEPT_IN = "ext[misp]"
 _UNKNOWN_SUBJECT = "unknown"
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                    r"[0-9a-fA-F]{12}$")
@@ -71,7 +73,7 @@ _SUBJECTS = frozenset({build.VICTIM, build.SUSPECT, _UNKNOWN_SUBJECT})
 _TLP_RANK = {"clear": 0, "green": 1, "amber": 2, "amber+strict": 3, "red": 4}
 _TLP_TAGS = {"tlp:white": "clear", **{f"tlp:{name}": name for name in _TLP_RANK}}
 
-# MISP attribute fields with a STIX home; any other scalar field goes to x_misp_extra.
+# MISP attribute fields with a STIX home; any other scalar field goes to the MISP fields extension.
 _ATTRIBUTE_MAPPED = frozenset({"value", "to_ids", "timestamp", "first_seen", "last_seen",
                                "Tag"})
 _EVENT_MAPPED = frozenset({"uuid", "info", "date", "timestamp", "publish_timestamp", "Tag",
@@ -402,9 +404,10 @@ def _observed(context: Context, observables: list[dict[str, Any]],
         "id": v.sdo_id("observed-data", context.source_id, "misp-attribute", values["uuid"]),
         "created": first, "modified": values["modified"], "first_observed": first,
         "last_observed": values["last"] or first, "number_observed": 1,
-        "object_refs": [o["id"] for o in objects], build.SUBJECT: values["subject"],
-        _EXTRA: values["extra"],
+        "object_refs": [o["id"] for o in objects],
     }
+    ext.extend(observed, ext.subject(values["subject"]),
+               ext.source_fields(_EXTRA, values["extra"]))
     if context.confidence is not None:
         observed["confidence"] = context.confidence
     return [*objects, context.stamp(observed)]
@@ -429,7 +432,7 @@ def _event_objects(values: dict[str, Any], context: Context) -> list[dict[str, A
         "external_references": [{"source_name": "misp", "external_id": event.uuid}],
     }
     if event.extra:
-        report[_EXTRA] = event.extra
+        ext.extend(report, ext.source_fields(_EXTRA, event.extra))
     _with_tlp(context, event.tlp).stamp(report)
     if not event.creator:
         return [report]
@@ -452,19 +455,19 @@ _FIELDS: tuple[Field, ...] = (
     Field("Event.publish_timestamp", "last publication (Unix seconds, 0 if never)",
           "report.published"),
     Field("Event.Orgc.name", "the organisation that created the event",
-          "identity.name, report.created_by_ref (Orgc.uuid: report.x_misp_extra.orgc_uuid)"),
+          "identity.name, report.created_by_ref (Orgc.uuid: report.ext[misp].orgc_uuid)"),
     Field("Event.Tag[].name", "event tags: tlp:, malware galaxies, C2, data subject",
           "object_marking_refs (stricter TLP only), malware.name, infrastructure_types, "
-          "x_exchange_data_subject, report.x_misp_extra.tags"),
+          "ext[data-subject], report.ext[misp].tags"),
     Field("Event.(other fields)", "threat_level_id, analysis, distribution, ... as sent",
-          f"report.{_EXTRA}"),
+          f"report.{_KEPT_IN}"),
     Field("Attribute.type", f"one of {', '.join(_PARSERS)}; others are rejected",
           "the observable's type", required=True),
     Field("Attribute.value", "the value (composite types split at '|')",
           "ipv4-addr/ipv6-addr/domain-name/url/email-addr.value, file.hashes/name, "
-          f"autonomous-system.number; the port of ip|port in {_EXTRA}.port", required=True),
+          f"autonomous-system.number; the port of ip|port in {_KEPT_IN}.port", required=True),
     Field("Attribute.uuid", "the attribute's UUID",
-          f"observed-data.id (UUIDv5 over it), {_EXTRA}.uuid", required=True),
+          f"observed-data.id (UUIDv5 over it), {_KEPT_IN}.uuid", required=True),
     Field("Attribute.to_ids", "actionable: true makes suspect infrastructure",
           "indicator + infrastructure (false: observed-data)"),
     Field("Attribute.first_seen", "first seen (ISO 8601)",
@@ -474,14 +477,14 @@ _FIELDS: tuple[Field, ...] = (
     Field("Attribute.timestamp", "last change (Unix seconds)",
           "valid_from/first_observed when no first_seen; modified"),
     Field("Attribute.category", "MISP category; 'Network activity' + a C2 tag makes a C2",
-          f"infrastructure_types, {_EXTRA}.category"),
+          f"infrastructure_types, {_KEPT_IN}.category"),
     Field("Attribute.Tag[].name", "attribute tags, before the event's",
-          f"as Event.Tag, and {_EXTRA}.tags"),
+          f"as Event.Tag, and {_KEPT_IN}.tags"),
     Field("Attribute.deleted", "true: a revocation, rejected"),
     Field("Object[].Attribute[]", "attributes of MISP objects, numbered after the event's",
-          f"as Attribute; the object's name, uuid ... in {_EXTRA}.object"),
+          f"as Attribute; the object's name, uuid ... in {_KEPT_IN}.object"),
     Field("Attribute.(other fields)", "comment, object_relation, distribution, ... as sent",
-          f"indicator/observed-data.{_EXTRA}"),
+          f"indicator/observed-data.{_KEPT_IN}"),
 )
 
 
@@ -490,6 +493,7 @@ class _Misp(Parser):
 
     fields = _FIELDS
     default_source = "MISP"
+    source_fields = _EXTRA
     report_types = ("threat-report",)
 
     def to_stix(self, record: Record, context: Context) -> list[dict[str, Any]]:

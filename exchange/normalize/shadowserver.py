@@ -4,10 +4,14 @@ Most reports are about the recipient's own machines, which are victims: sinkhole
 honeypot-attacking hosts, compromised websites, blocklisted or exposed addresses. Each row
 becomes observed-data over the machine's observables and a sighting, by Shadowserver, of what
 was seen: a malware family, an attack pattern or a vulnerability. A victim's address is never
-made an indicator. Only `malware_url` reports suspect infrastructure (URLs serving malware).
+made an indicator. `malware_url` reports suspect infrastructure (URLs serving malware); victim
+reports that name the attacker's infrastructure too (a compromised website's `cc_url` and
+`redirect_target`, the payload a honeypot attacker fetched) give it as suspect infrastructure
+beside the sighting, unless it is the victim's own address or host.
 
-Columns without a STIX home, known or not, are kept in `x_shadowserver_extra` so nothing the
-source said is lost. A header without a report's required columns is one row-1 reject.
+Columns without a STIX home, known or not, are kept in the Shadowserver fields extension
+(stix_extensions.py) so nothing the source said is lost. A header without a report's required
+columns is one row-1 reject.
 
 `event4_honeypot_brute_force` rows carry credentials the attackers tried: passwords never
 leave the parser (not in STIX, not in the raw line kept on records and rejects); usernames are
@@ -27,13 +31,15 @@ from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from . import build
 from . import values as v
-from .base import REFERENCE_TIME, Context, Field, Parser, Record, Reject
+from .base import Context, Field, Parser, Record, Reject
 from .csvrows import Row, read_rows
 
-_EXTRA = "x_shadowserver_extra"
+_EXTRA = "shadowserver"  # whose fields extension keeps what has no STIX home
+_KEPT_IN = "ext[shadowserver]"
 _TOKEN = re.compile(r"[^a-z0-9-]+")
 _CVE = re.compile(r"^cve-\d{4}-\d{4,}$")
 _TAG_SPLIT = re.compile(r"[;,]")
@@ -43,8 +49,8 @@ _TAG_SPLIT = re.compile(r"[;,]")
 
 def _kept(names: Sequence[str], on: str) -> tuple[Field, ...]:
     """Fields kept as reported in the extra property of `on`, for the mapping table."""
-    return (*(Field(name, "kept as reported", f"{on}.{_EXTRA}.{name}") for name in names),
-            Field("(any other column)", "kept as reported", f"{on}.{_EXTRA}"))
+    return (*(Field(name, "kept as reported", f"{on}.{_KEPT_IN}.{name}") for name in names),
+            Field("(any other column)", "kept as reported", f"{on}.{_KEPT_IN}"))
 
 
 class _Report(Parser):
@@ -52,6 +58,7 @@ class _Report(Parser):
     row is harmonised by `_harmonise` (a BadValue rejects the row)."""
 
     default_source = "Shadowserver Foundation"
+    source_fields = _EXTRA
     report_types: ClassVar[tuple[str, ...]] = ("observed-data",)
 
     def records(self, path: Path) -> Iterator[Record | Reject]:
@@ -139,21 +146,82 @@ def _name(text: str) -> str:
     return " ".join(text.lower().split())[:250]
 
 
-def _reference_sdo(kind: str, name: str, references: tuple[dict[str, str], ...] = (),
-                   ) -> dict[str, Any]:
-    """An attack-pattern or vulnerability: its content is its name (normalised by the caller)
-    and fixed references, so, like a malware family, it never changes and needs no time from
-    the data."""
-    obj: dict[str, Any] = {"type": kind, "spec_version": "2.1", "id": v.sdo_id(kind, name),
-                           "created": REFERENCE_TIME, "modified": REFERENCE_TIME, "name": name}
-    if references:
-        obj["external_references"] = [dict(r) for r in references]
-    return obj
+def _reference_sdo(context: Context, kind: str, name: str,
+                   references: tuple[dict[str, str], ...] = ()) -> dict[str, Any]:
+    """An attack-pattern or vulnerability by its name (normalised by the caller): like a
+    malware family, one object per source and run markings (build.context_object)."""
+    return build.context_object(context, kind, name, references)
 
 
-def _cve(identifier: str) -> dict[str, Any]:
+def _cve(context: Context, identifier: str) -> dict[str, Any]:
     name = identifier.upper()
-    return _reference_sdo("vulnerability", name, ({"source_name": "cve", "external_id": name},))
+    return _reference_sdo(context, "vulnerability", name,
+                          ({"source_name": "cve", "external_id": name},))
+
+
+def _host(text: str) -> str:
+    """A host (address or name) in the form values.py gives it, for comparing hosts."""
+    try:
+        return v.ip_address(text)[1]
+    except v.BadValue:
+        return text.strip().lower().rstrip(".")
+
+
+def _suspect_url(raw: dict[str, str], column: str, victim_hosts: set[str]) -> str | None:
+    """A column naming attacker infrastructure, as a URL popped from `raw`. None, leaving it
+    to the fields extension, when it is absent, not an absolute URL, or on the victim's own
+    address or host: a victim is never made an indicator."""
+    text = raw.get(column, "")
+    if not text:
+        return None
+    try:
+        url = v.url(text)
+    except v.BadValue:
+        return None
+    if _host(urlsplit(url).hostname or "") in victim_hosts:
+        return None
+    raw.pop(column)
+    return url
+
+
+def _suspect_objects(context: Context, seen: str, target: dict[str, Any],
+                     urls: tuple[tuple[str, str], ...],
+                     hashes: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Suspect infrastructure a victim report names, related to what it sighted (`target`):
+    each (kind, url) of `urls` (kind: "c2" or "delivery"), and a payload file by `hashes`
+    (each delivering URL related to it)."""
+    objects: list[dict[str, Any]] = []
+    delivering: list[str] = []
+    for kind, url in urls:
+        made = build.infrastructure_objects(
+            context, v.sco("url", value=url), first_seen=seen, last_seen=seen, target=target,
+            kind=build.C2 if kind == "c2" else build.DISTRIBUTION)
+        objects += made
+        if kind == "delivery":
+            delivering += [o["id"] for o in made if o["type"] == "infrastructure"]
+    if hashes:
+        payload = build.infrastructure_objects(
+            context, v.sco("file", hashes=hashes), first_seen=seen, last_seen=seen,
+            target=target, kind=build.PAYLOAD)
+        objects += payload
+        objects += [build.relationship(context, infrastructure, "related-to", payload[1]["id"],
+                                       seen) for infrastructure in delivering]
+    return objects
+
+
+def _payload_hashes(raw: dict[str, str]) -> dict[str, str]:
+    """The payload's hashes (payload_md5, payload_sha1, payload_sha256 ...) popped from `raw`;
+    a value that is not a hash of its kind stays in the fields extension."""
+    hashes = {}
+    for name, algorithm in v.HASH_NAMES.items():
+        column = f"payload_{name}"
+        if column in raw:
+            try:
+                hashes[algorithm] = v.hash_value(algorithm, raw[column])
+            except v.BadValue:
+                continue
+            raw.pop(column)
+    return hashes
 
 
 def _key(seen: str, target: dict[str, Any], observables: list[dict[str, Any]]) -> str:
@@ -232,6 +300,8 @@ def _connection_observables(values: dict[str, Any], seen: str,
     traffic: dict[str, Any] = {"start": v.observable_timestamp(values.get("start") or seen)}
     if "end" in values:
         traffic["end"] = v.observable_timestamp(values["end"])
+        # A session that ended is not active; stix2 refuses `end` without saying so.
+        traffic["is_active"] = False
     traffic["src_ref"] = victim["id"]
     if "dst_ip" in values:
         other = v.sco(values["dst_ip_type"], value=values["dst_ip"])
@@ -317,7 +387,7 @@ class Event4SinkholeHttp(Event4Sinkhole):
         *_MAPPED,
         Field("http_url", "request target, or the whole request line 'GET /p HTTP/1.1'",
               f"{_HTTP}.request_value (and request_method, request_version from a request "
-              f"line); kept in {_EXTRA} when no method is known"),
+              f"line); kept in {_KEPT_IN} when no method is known"),
         Field("http_method", "HTTP method, when the report has the column",
               f"{_HTTP}.request_method (lower case)"),
         Field("http_host", "Host header", f"{_HTTP}.request_header.Host"),
@@ -386,12 +456,17 @@ class Event4HoneypotBruteForce(_Report):
         Field("password", "password tried: never kept (blanked in the raw line too)", ""),
         Field("username", "username tried: dropped, or with usernames=hash kept as "
               "HMAC-SHA256 keyed by username_key (blanked in the raw line)",
-              f"observed-data.{_EXTRA}.username_hmac_sha256"),
+              f"observed-data.{_KEPT_IN}.username_hmac_sha256"),
         Field("(brute force)", "every row: the attack pattern sighted",
               "attack-pattern 'password brute forcing' (CAPEC-49, ATT&CK T1110), "
               "sighting.sighting_of_ref"),
-        *_kept((*_KEPT, "infection", "family", "service", "client_version", "payload_url",
-                "payload_md5"), "observed-data"),
+        Field("payload_url", "URL of the payload the attacker fetched",
+              "suspect infrastructure: url, indicator, infrastructure (hosting-malware) "
+              "related-to the attack pattern and to the payload's indicator; kept in "
+              f"{_KEPT_IN} when it is on the attacker's own address (a victim)"),
+        Field("payload_md5", "MD5 of the payload (payload_sha1, payload_sha256 alike)",
+              "file.hashes: a payload indicator that indicates the attack pattern"),
+        *_kept((*_KEPT, "infection", "family", "service", "client_version"), "observed-data"),
     )
     options = (
         Field("usernames", "drop (default): usernames are not kept; hash: kept as "
@@ -434,6 +509,10 @@ class Event4HoneypotBruteForce(_Report):
                 raise v.BadValue("end_time is before start_time")
             out["end"] = end
         out["start"] = start
+        victim_hosts = {out["src_ip"], *(_host(raw[c]) for c in ("src_hostname",) if c in raw)}
+        payload = _suspect_url(raw, "payload_url", victim_hosts)
+        out["suspect_urls"] = (("delivery", payload),) if payload else ()
+        out["payload_hashes"] = _payload_hashes(raw)
         out["extra"] = _extra(raw) | hashed
         return Record(row.source, row.number, self._raw(row, header), out, seen)
 
@@ -450,8 +529,10 @@ class Event4HoneypotBruteForce(_Report):
     def to_stix(self, record: Record, context: Context) -> list[dict[str, Any]]:
         assert record.time is not None
         observables, _ = _connection_observables(record.values, record.time)
-        return _victim(context, record, observables, _reference_sdo("attack-pattern",
-                                                                     *_BRUTE_FORCE))
+        target = _reference_sdo(context, "attack-pattern", *_BRUTE_FORCE)
+        return [*_victim(context, record, observables, target),
+                *_suspect_objects(context, record.time, target, record.values["suspect_urls"],
+                                  record.values["payload_hashes"])]
 
 
 # -- compromised_website ------------------------------------------------------------------------
@@ -471,13 +552,20 @@ class CompromisedWebsite(_Report):
         Field("family", "malware family served", "malware.name, sighting.sighting_of_ref"),
         Field("category", "compromise category (spam, phishing ...)",
               "attack-pattern 'compromised website: CATEGORY' when no family; also kept in "
-              f"{_EXTRA}"),
+              f"{_KEPT_IN}"),
         Field("tag", "Shadowserver tag", "attack-pattern name when no family nor category; "
-              f"also kept in {_EXTRA}"),
+              f"also kept in {_KEPT_IN}"),
         Field("asn", "autonomous system", "autonomous-system.number"),
+        Field("cc_url", "where the injected script sends what it collects",
+              "suspect infrastructure: url, indicator, infrastructure (command-and-control) "
+              "controlling the malware (related-to the attack pattern when no family); kept "
+              f"in {_KEPT_IN} when on the site's own host"),
+        Field("redirect_target", "where the site sends its visitors",
+              "suspect infrastructure: url, indicator, infrastructure (hosting-malware) "
+              "delivering the malware (related-to the attack pattern when no family); kept "
+              f"in {_KEPT_IN} when on the site's own host or not a URL"),
         *_kept(("port", "application", "hostname", "geo", "region", "city", "system",
-                "detected_since", "server", "redirect_target", "naics", "sic", "sector",
-                "cc_url"), "observed-data"),
+                "detected_since", "server", "naics", "sic", "sector"), "observed-data"),
     )
 
     def _harmonise(self, row: Row, header: list[str]) -> Record:
@@ -507,6 +595,11 @@ class CompromisedWebsite(_Report):
         else:
             reason = raw.get("category") or raw.get("tag") or "unknown"
             out["pattern"] = _name(f"compromised website: {reason}")
+        victim_hosts = {out[k] for k in ("ip", "domain") if k in out}
+        victim_hosts |= {_host(raw["hostname"])} if "hostname" in raw else set()
+        urls = [(kind, _suspect_url(raw, column, victim_hosts))
+                for kind, column in (("c2", "cc_url"), ("delivery", "redirect_target"))]
+        out["suspect_urls"] = tuple((kind, url) for kind, url in urls if url)
         out["extra"] = _extra(raw)
         return Record(row.source, row.number, row.raw, out, seen)
 
@@ -521,9 +614,11 @@ class CompromisedWebsite(_Report):
             observables.append(v.sco("url", value=values["url"]))
         if "asn" in values:
             observables.append(v.sco("autonomous-system", number=values["asn"]))
-        target = build.malware(values["family"]) if "family" in values else \
-            _reference_sdo("attack-pattern", values["pattern"])
-        return _victim(context, record, observables, target)
+        target = build.malware(context, values["family"]) if "family" in values else \
+            _reference_sdo(context, "attack-pattern", values["pattern"])
+        assert record.time is not None
+        return [*_victim(context, record, observables, target),
+                *_suspect_objects(context, record.time, target, values["suspect_urls"])]
 
 
 def _site_url(raw: dict[str, str], out: dict[str, Any]) -> str | None:
@@ -625,9 +720,9 @@ class Blocklist(_Report):
               required=True),
         Field("asn", "autonomous system", "autonomous-system.number"),
         Field("reason", "reason given by the block list",
-              f"attack-pattern 'blocklisted: REASON'; also kept in {_EXTRA}"),
-        Field("tag", "Shadowserver tag", f"attack-pattern name when no reason; also in {_EXTRA}"),
-        Field("source", "block list", f"attack-pattern name when neither; also in {_EXTRA}"),
+              f"attack-pattern 'blocklisted: REASON'; also kept in {_KEPT_IN}"),
+        Field("tag", "Shadowserver tag", f"attack-pattern name when no reason; also in {_KEPT_IN}"),
+        Field("source", "block list", f"attack-pattern name when neither; also in {_KEPT_IN}"),
         *_kept(("hostname", "geo", "region", "city", "naics", "sic", "sector"),
                "observed-data"),
     )
@@ -652,7 +747,7 @@ class Blocklist(_Report):
         if "asn" in values:
             observables.append(v.sco("autonomous-system", number=values["asn"]))
         return _victim(context, record, observables,
-                       _reference_sdo("attack-pattern", values["pattern"]))
+                       _reference_sdo(context, "attack-pattern", values["pattern"]))
 
 
 def _address_or_network(text: str) -> tuple[str, str]:
@@ -696,9 +791,9 @@ class Scan(_Report):
         Field("asn", "autonomous system", "autonomous-system.number"),
         Field("tag", "what was found: CVE ids and service names",
               "vulnerability CVE-… (external_references cve) per CVE id, else vulnerability "
-              f"'exposed SERVICE' from the first tag; also kept in {_EXTRA}"),
+              f"'exposed SERVICE' from the first tag; also kept in {_KEPT_IN}"),
         Field("(report type)", "option report, else the file name (scan_rdp ...)",
-              f"vulnerability 'exposed SERVICE' when there is no tag; {_EXTRA}.report"),
+              f"vulnerability 'exposed SERVICE' when there is no tag; {_KEPT_IN}.report"),
         *_kept(("hostname",), "observed-data"),
     )
     options = (Field("report", "the scan report type, e.g. scan_rdp (default: read from the "
@@ -736,7 +831,8 @@ class Scan(_Report):
             observables.append(v.sco("autonomous-system", number=values["asn"]))
         objects: list[dict[str, Any]] = []
         for kind, name in values["targets"]:
-            target = _cve(name) if kind == "cve" else _reference_sdo("vulnerability", name)
+            target = _cve(context, name) if kind == "cve" else \
+                _reference_sdo(context, "vulnerability", name)
             objects += _victim(context, record, observables, target)
         return objects
 

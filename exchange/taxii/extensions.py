@@ -1,5 +1,6 @@
-"""The STIX extension definitions this server defines, served without authentication: they are
-public (TLP:CLEAR), and a consumer that meets an extension on an object needs to resolve it."""
+"""The STIX extension definitions this server defines, and the identity that authors them,
+served without authentication: they are public (TLP:CLEAR), and a consumer that meets an
+extension on an object needs to resolve it."""
 
 from __future__ import annotations
 
@@ -10,29 +11,36 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from ..errors import NotFound
-from ..markings import HANDLING_EXTENSION, handling_extension_definition
+from ..markings import HANDLING_EXTENSION
 from ..schemas import SCHEMAS_DIR
+from ..stix_extensions import published, schema_name
 
 STIX_21 = "application/stix+json;version=2.1"
-_SCHEMAS = {HANDLING_EXTENSION: "handling-extension"}
+
+
+def _schema_name(extension_id: str) -> str | None:
+    return "handling-extension" if extension_id == HANDLING_EXTENSION else \
+        schema_name(extension_id)
 
 
 def definitions() -> Response:
-    """GET /extensions/: every extension definition, as a STIX bundle-like list."""
-    return Response(orjson.dumps({"objects": [handling_extension_definition()]}),
-                    media_type=STIX_21)
+    """GET /extensions/: the project identity and every extension definition, as a STIX
+    bundle-like list."""
+    return Response(orjson.dumps({"objects": published()}), media_type=STIX_21)
 
 
 def definition(extension_id: str) -> Response:
-    """GET /extensions/{id}/: one extension definition object."""
-    if extension_id != HANDLING_EXTENSION:
+    """GET /extensions/{id}/: one extension definition object (or the identity authoring
+    them)."""
+    found = next((o for o in published() if o["id"] == extension_id), None)
+    if found is None:
         raise NotFound(f"no extension definition {extension_id!r}")
-    return Response(orjson.dumps(handling_extension_definition()), media_type=STIX_21)
+    return Response(orjson.dumps(found), media_type=STIX_21)
 
 
 def schema(extension_id: str) -> Response:
     """GET /extensions/{id}/schema/: the JSON Schema of its property."""
-    name = _SCHEMAS.get(extension_id)
+    name = _schema_name(extension_id)
     if name is None:
         raise NotFound(f"no extension definition {extension_id!r}")
     document = json.loads((SCHEMAS_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
