@@ -309,3 +309,10 @@ def test_one_indicator_per_source_and_pattern_across_runs(env: Env, tmp_path: Pa
     url = next(iter(ids_by_pattern["[url:value = 'http://bad.example/gate.php']"]))
     versions = sorted(o["modified"] for o in indicators if o["id"] == url)
     assert len(versions) == (2 if "again" in order else 1)
+    # Every version keeps the `created` of the first stored (STIX 2.1 forbids changing it),
+    # whichever file came first, and is modified no earlier than it.
+    everything = stored(env)
+    for ident in {o["id"] for o in everything if "created" in o}:
+        versions_of = [o for o in everything if o["id"] == ident]
+        assert len({o["created"] for o in versions_of}) == 1, versions_of
+        assert all(o["modified"] >= o["created"] for o in versions_of)

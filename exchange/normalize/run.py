@@ -29,6 +29,7 @@ import orjson
 
 from ..ingest import CONFLICT, Checked, Ingest, Writer, check_objects
 from ..model import AuditEntry, Candidate, Outcome
+from ..stix import timestamp_micros
 from .base import Context, Parser, Produced, Reject, Tally, normalize
 from .values import later_by_millisecond
 
@@ -165,6 +166,8 @@ class Run:
                 child.kill()
 
     def _load(self, batch: Batch, authored: bool) -> None:
+        if authored:
+            batch.candidates = self._first_created(batch.candidates)
         outcomes = self.ingest.load(collection=self.collection,
                                     checked=Checked(batch.candidates, []), record=self.record)
         conflicts = set()
@@ -195,6 +198,33 @@ class Run:
                 renewed.append(newer)
         if renewed:
             self._load(Batch(renewed, {}, [], 0, 0), authored=False)
+
+    def _first_created(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Every version of an object keeps the `created` of its first (STIX 2.1 forbids
+        changing it): a record seen later with an earlier first_seen makes a new version with
+        the stored `created`, modified no earlier than it."""
+        versioned = [c.id for c in candidates if c.version is not None]
+        if not versioned:
+            return candidates
+        created: dict[str, str] = {}
+        for (ident, version), body in self.ingest.held(self.collection, versioned).items():
+            if version is None:  # the oldest stored version of the id
+                created[ident] = orjson.loads(body)["created"]
+        kept = []
+        for candidate in candidates:
+            if candidate.version is None:
+                kept.append(candidate)
+                continue
+            obj = orjson.loads(candidate.body)
+            first = created.setdefault(candidate.id, obj["created"])
+            if obj["created"] == first:
+                kept.append(candidate)
+                continue
+            obj["created"] = first
+            if timestamp_micros(obj["modified"]) < timestamp_micros(first):
+                obj["modified"] = first
+            kept += check_objects([obj], self.writer).candidates
+        return kept
 
     def _new_version(self, candidate: Candidate) -> Candidate | None:
         """New facts under an old timestamp: a version after the newest stored one, or None
