@@ -39,8 +39,8 @@ DEFAULTS: dict[str, Any] = {
     "max_request_head_bytes": 65536,
     "request_timeout_seconds": 60.0,
     "keep_alive_seconds": 5,
-    "rate_limit_per_second": 100.0,
-    "rate_limit_burst": 1000,
+    "rate_limit_per_second": 1000.0,
+    "rate_limit_burst": 5000,
     "max_json_depth": 32,
     "max_json_containers": 500_000,
     "max_string_bytes": 1048576,
@@ -118,8 +118,8 @@ class Settings:
     max_request_head_bytes: int = 65536  # the HTTP parser's bound on request line and headers
     request_timeout_seconds: float = 60.0  # for a request's head and body to arrive
     keep_alive_seconds: int = 5  # an idle keep-alive connection is closed after this
-    rate_limit_per_second: float = 100.0  # per partner, sustained; 0 turns the limit off
-    rate_limit_burst: int = 1000  # per partner, requests at once
+    rate_limit_per_second: float = 1000.0  # per partner, sustained; 0 turns the limit off
+    rate_limit_burst: int = 5000  # per partner, requests at once
     max_json_depth: int = 32  # nesting of a pushed body, the envelope included
     max_json_containers: int = 500_000  # arrays and objects in a pushed body
     max_string_bytes: int = 1048576  # any string of a pushed body, as sent
