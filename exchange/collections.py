@@ -28,6 +28,7 @@ class CollectionDef:
     writers: frozenset[str]
     default_rank: int  # TLP rank an unmarked object is stored with (`default_marking`)
     require_marking: bool = False  # refuse pushed objects without a TLP marking
+    custom_properties: bool = True  # accept custom properties and object types (x_, x-)
     # Clearance for this collection, overriding the partner's own: principal -> TLP rank.
     clearances: dict[str, int] = field(default_factory=dict)
     red_recipients: frozenset[str] = frozenset()  # who may receive TLP:RED here
@@ -116,6 +117,7 @@ def load_collections(settings: Settings) -> Collections:
             readers=frozenset(document["read"]), writers=frozenset(document["write"]),
             default_rank=TLP_RANKS[document["default_marking"]],
             require_marking=document.get("require_marking", False),
+            custom_properties=document.get("custom_properties", True),
             clearances={who: TLP_RANKS[tlp]
                         for who, tlp in document.get("clearance", {}).items()},
             red_recipients=frozenset(document.get("red_recipients", ())),

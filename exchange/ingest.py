@@ -44,11 +44,15 @@ class Writer:
     pusher: str = ""  # partner id; '' for a local load
     identity: str = ""
     identities: frozenset[str] | None = None
+    custom: bool = True  # custom properties and object types accepted (legal STIX 2.1)
 
     def refusal(self, facts: ObjectFacts) -> str | None:
         """Why this writer may not store this object here; None when it may."""
         if self.require_marking and facts.rank is None:
             return "this collection requires a TLP marking (object_marking_refs)"
+        if facts.custom and not self.custom:
+            return "this collection takes no custom properties (x_...) or custom object " \
+                   "types (x-...): carry extra facts in a property extension"
         if self.identities is None or facts.type not in SDO_TYPES | SRO_TYPES:
             return None
         if facts.author is None:

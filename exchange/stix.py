@@ -98,6 +98,7 @@ class ObjectFacts:
     h2: bool = False  # handling code H2
     refs: tuple[str, ...] = ()  # referenced ids, but not its author or its markings
     author: str | None = None  # created_by_ref
+    custom: bool = False  # a custom object type (x-...) or a custom property (x_...)
 
     @property
     def authored(self) -> bool:
@@ -204,7 +205,8 @@ def check_object(obj: Any) -> ObjectFacts:
     author = obj.get("created_by_ref")
     return ObjectFacts(match.group(0), obj_type, str(spec_version), version,
                        rank=marking_rank(obj), h2="H2" in handling_codes(obj),
-                       refs=references(obj), author=author if author else None)
+                       refs=references(obj), author=author if author else None,
+                       custom=obj_type.startswith("x-") or any(k.startswith("x_") for k in obj))
 
 
 # References that do not reveal another object's content: who made it, how it is marked.

@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 import pytest
 import stix2
+import yaml
 from taxii2client.v21 import Collection
 
 from exchange.errors import InvalidObject
 from exchange.stix import check_object
-from tests.conftest import ALICE, LiveServer
+from tests.conftest import ALICE, Env, LiveServer, start_server
 
 TAXII = "application/taxii+json;version=2.1"
 NS = uuid.UUID("0c5b2a52-2f7e-4c59-8d58-3c6b0f0f6a11")
@@ -140,3 +141,31 @@ def test_a_push_stores_the_valid_objects_and_names_each_refused_one(live: LiveSe
     with Collection(live.collection(), user=user, password=password) as collection:
         found = stix2.TAXIICollectionSource(collection).query()  # raised before the check
     assert sorted(o.id for o in found) == sorted(o["id"] for o in good)
+
+
+@pytest.mark.parametrize("custom_properties, stored", [
+    pytest.param(True, 3, id="custom content accepted (the default)"),
+    pytest.param(False, 1, id="custom content refused where the collection says so"),
+])
+def test_a_collection_may_refuse_custom_properties(env: Env, custom_properties: bool,
+                                                   stored: int):
+    collection = env.settings.collections_dir / "open.yaml"
+    document = yaml.safe_load(collection.read_text())
+    collection.write_text(yaml.safe_dump({**document, "custom_properties": custom_properties}))
+    live = start_server(env)
+    try:
+        extended = indicator("extended")
+        with_x = {**indicator("with-x"), "x_acme_score": 7}
+        x_type = {"type": "x-acme-note", "spec_version": "2.1",
+                  "id": f"x-acme-note--{uuid.uuid4()}", "created": T1, "modified": T1,
+                  "created_by_ref": ALICE, "text": "seen at 198.51.100.1"}
+        answer = httpx.post(live.collection() + "objects/", auth=live.env.basic("alice"),
+                            json={"objects": [extended, with_x, x_type]},
+                            headers={"Accept": TAXII, "Content-Type": TAXII})
+        status = answer.json()
+        assert answer.status_code == 202 and status["success_count"] == stored, status
+        if not custom_properties:
+            assert {f["id"] for f in status["failures"]} == {with_x["id"], x_type["id"]}
+            assert all("property extension" in f["message"] for f in status["failures"])
+    finally:
+        live.stop()

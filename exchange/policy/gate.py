@@ -122,5 +122,6 @@ class Gate:
     def writer(self, partner: Partner, collection: CollectionDef) -> Writer:
         """How the partner's pushes into a collection are checked and recorded."""
         return Writer(default_rank=collection.default_rank,
-                      require_marking=collection.require_marking, pusher=partner.id,
+                      require_marking=collection.require_marking,
+                      custom=collection.custom_properties, pusher=partner.id,
                       identity=partner.identity, identities=partner.identities)
