@@ -15,6 +15,7 @@ keeps its bookmark where the last stored page left it.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -70,11 +71,15 @@ class Remote:
         auth = peer.auth
         token = auth.token()
         cert = (auth.cert_file, auth.key_file) if auth.cert_file and auth.key_file else None
-        # taxii2-client gives API roots found through discovery these, not its connection.
-        self._credentials: dict[str, Any] = {
-            "user": auth.user, "password": auth.password(), "verify": peer.ca_file or True,
-            "auth": _Bearer(token) if token else None, "cert": cert}
-        self.conn = _HTTPConnection(version="2.1", **self._credentials)
+        self.conn = _HTTPConnection(
+            version="2.1", user=auth.user, password=auth.password(),
+            verify=peer.ca_file or True, auth=_Bearer(token) if token else None, cert=cert)
+        if peer.ca_file:
+            # requests lets REQUESTS_CA_BUNDLE (set system-wide on many hosts) override a
+            # session's `verify` on every request: the peer's own CA must win.
+            session = self.conn.session
+            session.request = functools.partial(session.request,
+                                                verify=peer.ca_file)
         self._collection_url: str | None = None
 
     def close(self) -> None:
@@ -95,14 +100,17 @@ class Remote:
             return url
         try:
             if url.endswith("/taxii2/"):
-                with Server(url, **self._credentials) as server:
-                    wanted = self.peer.api_root
-                    root = server.default if wanted is None else next(
-                        (r for r in server.api_roots
-                         if wanted in (r.url, r.url.rstrip("/").rsplit("/", 1)[-1])), None)
-                    if root is None:
-                        raise PeerError(f"the peer has no API root {wanted!r}")
-                    found = [c.url for c in root.collections if c.id == self.peer.collection]
+                # Every request on this one connection: the API roots taxii2-client makes from
+                # discovery would open their own, without the peer's CA (see __init__).
+                server = Server(url, conn=self.conn)
+                wanted = self.peer.api_root
+                named = server.default if wanted is None else next(
+                    (r for r in server.api_roots
+                     if wanted in (r.url, r.url.rstrip("/").rsplit("/", 1)[-1])), None)
+                if named is None:
+                    raise PeerError(f"the peer has no API root {wanted!r}")
+                root = ApiRoot(named.url, conn=self.conn)
+                found = [c.url for c in root.collections if c.id == self.peer.collection]
             else:
                 root = ApiRoot(url, conn=self.conn)
                 found = [c.url for c in root.collections if c.id == self.peer.collection]
