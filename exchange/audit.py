@@ -189,8 +189,11 @@ def verify(store: Store, anchor: tuple[int, str] | None = None) -> Verdict:
     number and hash noted earlier, outside the store) must still be there: a rewrite of the
     whole chain from some record on cannot keep it."""
     verdict = Verdict()
-    previous_seq, previous_hash = 0, GENESIS
-    anchor_seen = False
+    base = store.get_state("audit:base")  # what a prune left as the chain's start
+    previous_seq, previous_hash = (base["seq"], bytes.fromhex(base["hash"])) if base \
+        else (0, GENESIS)
+    pruned_through = None  # what the last prune record says it left as the start
+    anchor_seen = base is not None and anchor is not None and anchor[0] <= base["seq"]
     while True:
         batch = store.audit_records(after=previous_seq, limit=5000)
         if not batch:
@@ -213,17 +216,43 @@ def verify(store: Store, anchor: tuple[int, str] | None = None) -> Verdict:
             if not agrees:
                 verdict.problems.append(f"record {record.seq} edited: its time or partner "
                                         "differs from its body")
+            elif doc.get("change") == "audit pruned":
+                pruned_through = doc.get("through")
             if anchor is not None and record.seq == anchor[0]:
                 anchor_seen = True
                 if record.hash.hex() != anchor[1]:
                     verdict.problems.append(f"record {record.seq} is not the anchored one: "
                                             "the chain was rewritten")
             previous_seq, previous_hash = record.seq, record.hash
+    if (base["seq"] if base else None) != pruned_through:
+        verdict.problems.append(f"the chain starts after record {base['seq'] if base else 0}, "
+                                f"but the last prune recorded says {pruned_through}")
     if anchor is not None and not anchor_seen:
         verdict.problems.append(f"record {anchor[0]} (the anchor) is gone: the chain was cut "
                                 "short")
     verdict.head = (previous_seq, previous_hash.hex())
     return verdict
+
+
+def prune(store: Store, before: int, *, dry_run: bool = False, by: str = "") -> tuple[int, int]:
+    """Delete the oldest records made before `before` (microseconds): records 1..N where N is
+    the last of an unbroken run from the start made before it. The chain goes on from N's
+    hash (verify starts there), and a record says what went. Returns (how many, N)."""
+    through, after = 0, 0
+    while True:
+        batch = store.audit_records(after=after, limit=5000)
+        older = next((r for r in batch if r.at >= before), None)
+        through = (older.seq - 1) if older else (batch[-1].seq if batch else through)
+        if older or not batch:
+            break
+        after = batch[-1].seq
+    first = store.audit_records(limit=1)
+    count = through - first[0].seq + 1 if first and through >= first[0].seq else 0
+    if dry_run or count <= 0:
+        return max(count, 0), through
+    done = store.prune_audit(through, entry("admin", "", change="audit pruned",
+                                            through=through, by=by or None))
+    return done, through
 
 
 def export(store: Store, since: int | None = None, partner: str | None = None

@@ -31,6 +31,12 @@ def audit(args: argparse.Namespace, settings: Settings) -> int:
             state = "BROKEN" if verdict.problems else "intact"
             print(f"audit trail {state}: {verdict.records} records; last {seq}:{digest}")
             return 1 if verdict.problems else 0
+        if args.action == "prune":
+            count, through = trail.prune(store, _moment(args.before), dry_run=args.dry_run,
+                                         by="audit prune command")
+            verb = "would delete" if args.dry_run else "deleted"
+            print(f"{verb} {count} records, through record {through}")
+            return 0
         since = _moment(args.since) if args.since else None
         with ExitStack() as stack:
             out = stack.enter_context(open(args.out, "wb")) if args.out else sys.stdout.buffer

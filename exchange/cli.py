@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(ISO 8601, UTC unless it says otherwise)")
     export.add_argument("--partner", help="only this partner's records")
     export.add_argument("--out", help="write here instead of standard output")
+    prune = audit_actions.add_parser("prune", help="delete the oldest records (export them "
+                                     "first); the chain goes on from the last one deleted")
+    prune.add_argument("--before", required=True, help="records made before this time "
+                       "(ISO 8601, UTC unless it says otherwise)")
+    prune.add_argument("--dry-run", action="store_true", help="say how many, delete nothing")
     return parser
 
 def main(argv: Sequence[str] | None = None) -> int:

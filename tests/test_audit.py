@@ -332,3 +332,50 @@ def test_failed_logins_throttled_are_recorded(served: tuple[Env, LiveServer]):
         live.stop()
     [record] = [r for r in exported(env) if r["kind"] == "throttled"]
     assert (record["partner"], record["address"]) == ("alice", "127.0.0.1")
+
+
+# -- pruning ----------------------------------------------------------------------------------
+def test_prune_deletes_the_oldest_records_and_the_chain_goes_on(env: Env):
+    path = trail_of(env)  # 16 records
+    anchor = head(env)
+    conn = sqlite3.connect(path)
+    at_10 = conn.execute("SELECT body FROM audit WHERE seq = 10").fetchone()[0]
+    conn.close()
+    before = json.loads(at_10)["at"]  # records 1..9 were made before record 10
+    assert command(env, "prune", "--before", before, "--dry-run") == (
+        0, ["would delete 9 records, through record 9"])
+    assert command(env, "verify")[1][-1].startswith("audit trail intact: 16 records")
+    assert command(env, "prune", "--before", before) == (
+        0, ["deleted 9 records, through record 9"])
+    code, lines = command(env, "verify", "--anchor", anchor)
+    assert code == 0, lines
+    assert lines[-1].startswith("audit trail intact: 8 records; last 17:")  # 10-16, the prune
+    [pruned] = [r for r in exported(env) if r["kind"] == "admin"]
+    assert (pruned["change"], pruned["through"], pruned["seq"]) == ("audit pruned", 9, 17)
+
+    # Live records keep chaining after a prune.
+    trail_of(env, requests=2)
+    assert command(env, "verify")[0] == 0
+
+
+@pytest.mark.parametrize("statements, named", [
+    pytest.param([("DELETE FROM audit WHERE seq BETWEEN 10 AND 12", ()),
+                  ("UPDATE state SET doc = json_set(doc, '$.seq', 12, '$.hash', "
+                   "(SELECT hex(hash) FROM audit WHERE seq = 13)) WHERE name = 'audit:base'",
+                   ())],
+                 "the chain starts after record 12, but the last prune recorded says 9",
+                 id="more deleted than pruned, the start moved to hide it"),
+    pytest.param([("DELETE FROM audit WHERE seq = 17", ())],
+                 "the chain starts after record 9, but the last prune recorded says None",
+                 id="the prune's own record deleted"),
+])
+def test_verify_catches_records_deleted_under_cover_of_a_prune(
+        env: Env, statements: list[tuple[str, tuple[Any, ...]]], named: str):
+    path = trail_of(env)
+    conn = sqlite3.connect(path)
+    before = json.loads(conn.execute("SELECT body FROM audit WHERE seq = 10").fetchone()[0])["at"]
+    conn.close()
+    assert command(env, "prune", "--before", before)[0] == 0
+    tamper(path, *statements)
+    code, lines = command(env, "verify")
+    assert code == 1 and named in lines, lines

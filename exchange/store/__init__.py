@@ -54,6 +54,11 @@ class Store(Protocol):
     def append_audit(self, entries: Sequence[AuditEntry]) -> None:
         """Append audit records, chained after the last one (store/chain.py), atomically."""
 
+    def prune_audit(self, through: int, entry: AuditEntry) -> int:
+        """Delete records 1..`through` (exported first, by the operator), keep the number and
+        hash of record `through` as the chain's new start (state `audit:base`) and append
+        `entry` saying so, all in one transaction; return how many went."""
+
     def audit_records(self, after: int = 0, limit: int = 1000,
                       since: int | None = None) -> list[AuditRecord]:
         """Audit records numbered after `after`, in order; with `since` (microseconds), from

@@ -383,6 +383,18 @@ class SQLiteStore:
             with self._write() as conn:
                 _append(conn, entries)
 
+    def prune_audit(self, through: int, entry: AuditEntry) -> int:
+        with self._write() as conn:
+            row = conn.execute("SELECT hash FROM audit WHERE seq = ?", (through,)).fetchone()
+            if row is None:
+                return 0
+            base = orjson.dumps({"seq": through, "hash": _bytes(row[0]).hex()})
+            gone = conn.execute("DELETE FROM audit WHERE seq <= ?", (through,)).rowcount
+            conn.execute("INSERT INTO state (name, doc) VALUES ('audit:base', ?) "
+                         "ON CONFLICT (name) DO UPDATE SET doc = excluded.doc", (base,))
+            _append(conn, [entry])
+        return int(gone)
+
     def audit_records(self, after: int = 0, limit: int = 1000,
                       since: int | None = None) -> list[AuditRecord]:
         sql = "SELECT seq, at, partner, body, hash FROM audit WHERE seq > ?"
@@ -684,5 +696,5 @@ def _unavailable_when_busy(method: Callable[..., Any]) -> Callable[..., Any]:
 # its store must not start.
 for _name in ("query", "write", "delete", "expired", "purge", "save_status", "get_status",
               "claim_pending", "pending_request", "get_state", "put_state", "claim", "release",
-              "append_audit", "audit_records"):
+              "append_audit", "audit_records", "prune_audit"):
     setattr(SQLiteStore, _name, _unavailable_when_busy(getattr(SQLiteStore, _name)))
