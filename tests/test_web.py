@@ -21,10 +21,22 @@ import httpx
 import pytest
 import yaml
 
+from exchange import audit
 from exchange.config import load_settings
 from exchange.markings import TLP, handling
 from exchange.policy import partners
-from tests.conftest import API_ROOT, Env, LiveServer, identity_of, start_server
+from exchange.policy.gate import Gate
+from exchange.store.sqlite import SQLiteStore
+from tests.conftest import (
+    API_ROOT,
+    HIDDEN,
+    OPEN,
+    READONLY,
+    Env,
+    LiveServer,
+    identity_of,
+    start_server,
+)
 
 TAXII = "application/taxii+json;version=2.1"
 SHARED = "0e5b0000-0000-4000-8000-000000000001"
@@ -445,3 +457,44 @@ def test_taxii_errors_are_unchanged_beside_the_pages(site: LiveServer) -> None:
                        auth=site.env.basic("green"))
     assert answer.status_code == 404
     assert answer.headers["content-type"] == TAXII
+
+
+def test_page_reads_and_sign_ins_are_audited(env: Env) -> None:
+    live = start_server(env)
+    try:
+        with signed_in(live, "bob") as client:
+            assert client.get(f"ui/collections/{API_ROOT}/{READONLY}/").status_code == 200
+            assert client.get(f"ui/collections/{API_ROOT}/{HIDDEN}/").status_code == 404
+    finally:
+        live.stop()  # the trail appends what waits before the store closes
+    store = SQLiteStore(env.settings.store_path)
+    store.open()
+    try:
+        records = [r for r in audit.export(store, partner="bob")]
+    finally:
+        store.close()
+    assert [(r["kind"], r.get("result"), r.get("collection"), r.get("face"))
+            for r in records] == [("ui-sign-in", None, None, None),
+                                  ("read", 200, READONLY, "ui"), ("read", 404, None, "ui")]
+    assert records[0]["method"] == "password"
+    assert records[1]["objects"] == {"count": 0, "versions": []}
+    assert all(r["address"] == "127.0.0.1" for r in records)
+
+
+def test_a_server_failure_is_an_html_page_under_ui_only(live: LiveServer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the store broke")
+
+    monkeypatch.setattr(Gate, "read", broken)
+    with signed_in(live, "alice") as client:
+        page = client.get(f"ui/collections/{API_ROOT}/{OPEN}/")
+        assert page.status_code == 500
+        assert page.headers["content-type"].startswith("text/html")
+        assert "the store broke" not in page.text
+        again = client.get("ui/collections/")  # the connection is still usable
+        assert again.status_code == 200
+    api = httpx.get(f"{live.collection(OPEN)}objects/", auth=live.env.basic("alice"),
+                    headers={"Accept": TAXII})
+    assert api.status_code == 500
+    assert api.headers["content-type"] == TAXII

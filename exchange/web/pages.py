@@ -9,7 +9,6 @@ throttle: the pages can show nothing the API would withhold.
 from __future__ import annotations
 
 import base64
-import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +24,6 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import audit
 from ..audit import Trail
@@ -38,15 +36,12 @@ from ..policy.partners import Partner
 from ..stix import IDENTIFIER_RE, version_key
 from ..store import cursor
 from . import objects, render
+from .errors import Failure, domain_error, http_error, status
 from .session import SESSION_COOKIE, SIGN_IN_COOKIE, Session, Sessions, nonce
-
-log = logging.getLogger(__name__)
 
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 16384  # a sign-in form is a few hundred bytes
 _TYPE_RE = re.compile(r"^[a-z0-9-]{3,250}$")
-_STATUS = ((Throttled, 429), (Unauthenticated, 401), (Forbidden, 403), (NotFound, 404),
-           (Invalid, 400))
 
 
 @dataclass(frozen=True)
@@ -138,7 +133,7 @@ def _audited(request: Request, visitor: Visitor, facts: dict[str, Any]
     try:
         yield facts  # the handler adds what it handed over
     except ExchangeError as exc:
-        trail.later("read", visitor.partner.id, result=_status(exc), error=exc.title,
+        trail.later("read", visitor.partner.id, result=status(exc), error=exc.title,
                     **record, **facts)
         raise
     trail.later("read", visitor.partner.id, result=200, **record, **facts)
@@ -251,18 +246,18 @@ async def browse(request: Request) -> Response:
         return _to_sign_in(request)
     root, key = request.path_params["root"], request.path_params["collection"]
     gate, params = _pages(request).gate, request.query_params
-    target = gate.target(visitor.partner, root, key, read=True)
     every = params.get("versions") == "all"
     type_text = params.get("type", "")
-    filters = Filters(limit=_limit(params.get("limit"), target.root.max_page_size),
-                      types=_types(type_text),
-                      versions=(ALL,) if every else (LAST,),
-                      after=cursor.decode(params["next"]) if params.get("next") else None)
-    with _audited(request, visitor, {"collection": target.collection.id}) as facts:
+    with _audited(request, visitor, {}) as facts:
+        target = gate.target(visitor.partner, root, key, read=True)
+        facts["collection"] = target.collection.id
+        filters = Filters(limit=_limit(params.get("limit"), target.root.max_page_size),
+                          types=_types(type_text), versions=(ALL,) if every else (LAST,),
+                          after=cursor.decode(params["next"]) if params.get("next") else None)
         page = await run_in_threadpool(gate.read, visitor.partner, target, filters,
                                        with_body=True)
         facts["objects"] = audit.objects(page.entries)
-        rows = [objects.summary(e, target.collection.default_rank) for e in page.entries]
+    rows = [objects.summary(e, target.collection.default_rank) for e in page.entries]
     kept = {"type": type_text, "versions": "all" if every else "", "limit": params.get("limit")}
     after = urlencode({**{k: v for k, v in kept.items() if v},
                        "next": cursor.encode(page.last_added)}) \
@@ -280,14 +275,15 @@ async def object_page(request: Request) -> Response:
     root, key = request.path_params["root"], request.path_params["collection"]
     object_id = request.path_params["object_id"]
     gate = _pages(request).gate
-    target = gate.target(visitor.partner, root, key, read=True)
-    if not IDENTIFIER_RE.match(object_id):
-        raise NotFound(f"no object {object_id!r} in this collection")
     version = request.query_params.get("version")
-    wanted = Filters(limit=1, ids=(object_id,),
-                     versions=(version_key(version),) if version else (LAST,))
-    every = Filters(limit=target.root.max_page_size, ids=(object_id,), versions=(ALL,))
-    with _audited(request, visitor, {"collection": target.collection.id}) as facts:
+    with _audited(request, visitor, {}) as facts:
+        target = gate.target(visitor.partner, root, key, read=True)
+        facts["collection"] = target.collection.id
+        if not IDENTIFIER_RE.match(object_id):
+            raise NotFound(f"no object {object_id!r} in this collection")
+        wanted = Filters(limit=1, ids=(object_id,),
+                         versions=(version_key(version),) if version else (LAST,))
+        every = Filters(limit=target.root.max_page_size, ids=(object_id,), versions=(ALL,))
         page = await run_in_threadpool(gate.read_object, visitor.partner, target, object_id,
                                        wanted, with_body=True)
         if not page.entries:  # the object is there for this partner, this version is not
@@ -305,58 +301,6 @@ async def object_page(request: Request) -> Response:
                       f"{quote(object_id)}/")
 
 
-# -- errors ----------------------------------------------------------------------------------
-
-
-def _status(exc: ExchangeError) -> int:
-    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
-
-
-async def _domain_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ExchangeError)
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Throttled) else None
-    return render.error(_status(exc), exc.description or exc.title, base=_base(request),
-                        headers=headers)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    description = {404: "There is no page at this address.",
-                   405: "This page does not take that method."}.get(exc.status_code,
-                                                                   str(exc.detail))
-    return render.error(exc.status_code, description, base=_base(request))
-
-
-class Failure:
-    """An unhandled error answers an HTML 500 page and is logged once by the server's own
-    middleware chain never seeing it; the TAXII API's 500 stays a TAXII error body."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watch(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        except Exception:
-            if started:
-                raise
-            log.exception("unhandled error on %s %s",
-                                                  scope["method"], scope["path"])
-            base = str(scope.get("root_path", "")).rstrip("/")
-            await render.error(500, "The server failed; try again.", base=base)(
-                scope, receive, send)
-
-
 def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail) -> Starlette:
     """The pages' application, for create_app to mount at /ui."""
     routes = [
@@ -370,7 +314,7 @@ def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail) -> 
         Mount("/static", StaticFiles(packages=[("exchange.web", "static")]), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(Failure)],
-                    exception_handlers={ExchangeError: _domain_error,
-                                        HTTPException: _http_error})
+                    exception_handlers={ExchangeError: domain_error,
+                                        HTTPException: http_error})
     app.state.pages = Pages(settings, gate, auth, trail, Sessions(settings.ui_session_seconds))
     return app
