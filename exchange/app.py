@@ -32,6 +32,7 @@ from .taxii import extensions, openapi, responses, views
 from .taxii.client import ClientAddress
 from .taxii.context import Services
 from .taxii.ratelimit import RateLimiter
+from .web import pages
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app.state.services = services
     extensions.install(app)  # before the TAXII routes: /{root}/ would take /extensions/
     openapi.install(app)  # likewise /openapi.json/
+    # The analyst pages, with HTML error pages of their own; before the TAXII routes, which
+    # would take /ui/collections/ as an API root's collections.
+    app.mount("/ui", pages.build(settings, gate, auth, trail))
     views.install(app)
 
     @app.exception_handler(ExchangeError)
@@ -204,13 +208,15 @@ class RequestBounds:
 
 
 class TrailingSlash:
-    """TAXII URLs end in '/'; take them without it too, rather than redirect a client."""
+    """TAXII URLs end in '/'; take them without it too, rather than redirect a client.
+    The pages' static files (/ui/static/...) are named without one."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].endswith("/"):
+        path = scope["path"] if scope["type"] == "http" else "/"
+        if not path.endswith("/") and not path.startswith("/ui/static/"):
             scope = dict(scope, path=scope["path"] + "/")
         await self.app(scope, receive, send)
 

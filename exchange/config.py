@@ -17,7 +17,7 @@ from .schemas import validate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
-RESERVED_PATHS = frozenset({"taxii2", "extensions"})  # not available as API root names
+RESERVED_PATHS = frozenset({"taxii2", "extensions", "ui"})  # not available as API root names
 
 DEFAULTS: dict[str, Any] = {
     "title": "taxii-exchange",
@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "login_failures_per_partner_and_address": 10,
     "login_failure_window_seconds": 300,
     "purge_interval_seconds": 3600,
+    "ui_session_seconds": 28800,
     "api_roots": {
         "cybercrime": {"title": "Cybercrime exchange",
                        "description": "Indicators, sightings and partner submissions"},
@@ -81,7 +82,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "tls_key": str, "tls_client_ca": str, "tls_client_certificate": str,
     "login_failures_per_address": int,
     "login_failures_per_partner_and_address": int, "login_failure_window_seconds": float,
-    "purge_interval_seconds": float,
+    "purge_interval_seconds": float, "ui_session_seconds": int,
 }
 LIMITS = ("max_url_bytes", "max_header_bytes", "max_request_head_bytes",
           "request_timeout_seconds", "keep_alive_seconds", "rate_limit_per_second",
@@ -130,6 +131,8 @@ class Settings:
     login_failure_window_seconds: float = 300.0
     # How often `serve` deletes what is past its collection's retention (0: never; `purge`).
     purge_interval_seconds: float = 3600.0
+    # How long an analyst stays signed in to the web pages (/ui/), from sign-in.
+    ui_session_seconds: int = 28800
     # A header a trusted proxy puts the verified client certificate in ('' : none).
     client_cert_header: str = ""
     # TLS terminated by the server itself (None: plain HTTP, TLS in front of it).
@@ -218,6 +221,7 @@ def load_settings(path: str | Path | None = None,
         post_wait_seconds=merged["post_wait_seconds"], api_roots=roots,
         **{key: merged[key] for key in LIMITS},
         purge_interval_seconds=merged["purge_interval_seconds"],
+        ui_session_seconds=merged["ui_session_seconds"],
         trusted_proxies=proxies,
         login_failures_per_address=merged["login_failures_per_address"],
         login_failures_per_partner_and_address=merged["login_failures_per_partner_and_address"],

@@ -1,0 +1,1 @@
+"""Analyst pages (/ui/): server-rendered HTML over the same policy gate as the TAXII API."""
