@@ -95,7 +95,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     openapi.install(app)  # likewise /openapi.json/
     # The analyst pages, with HTML error pages of their own; before the TAXII routes, which
     # would take /ui/collections/ as an API root's collections.
-    app.mount("/ui", pages.build(settings, gate, auth, trail))
+    app.mount("/ui", pages.build(settings, gate, auth, trail, store))
     views.install(app)
 
     @app.exception_handler(ExchangeError)

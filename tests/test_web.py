@@ -498,3 +498,33 @@ def test_a_server_failure_is_an_html_page_under_ui_only(live: LiveServer,
                     headers={"Accept": TAXII})
     assert api.status_code == 500
     assert api.headers["content-type"] == TAXII
+
+
+def test_a_session_holds_in_every_server_process_and_across_a_restart(env: Env) -> None:
+    """Two servers over one store stand for `serve --workers 2`: a session started at one is
+    good at the other, and after both restart; signing out at one ends it everywhere."""
+    first, second = start_server(env), start_server(env)
+    try:
+        with browser(first) as client:
+            answer = sign_in(client, partner="alice", password=env.credentials["alice"].password)
+            assert answer.status_code == 303
+            cookie = client.cookies.get("txe_session")
+        with browser(second) as other:
+            other.cookies.set("txe_session", cookie, path="/ui/")
+            page = other.get("ui/collections/")
+            assert page.status_code == 200 and "alice" in page.text.lower()
+    finally:
+        first.stop()
+        second.stop()
+    again = start_server(env)
+    try:
+        with browser(again) as client:
+            client.cookies.set("txe_session", cookie, path="/ui/")
+            page = client.get("ui/collections/")
+            assert page.status_code == 200, "a restart ended the session"
+            out = client.post("ui/sign-out/", data={"csrf": csrf(page.text)})
+            assert out.status_code == 303
+            client.cookies.set("txe_session", cookie, path="/ui/")
+            assert client.get("ui/collections/").status_code == 303  # ended: sign in again
+    finally:
+        again.stop()

@@ -34,10 +34,10 @@ from ..policy.auth import Authenticator
 from ..policy.gate import Gate
 from ..policy.partners import Partner
 from ..stix import IDENTIFIER_RE, version_key
-from ..store import cursor
+from ..store import Store, cursor
 from . import objects, render
 from .errors import Failure, domain_error, http_error, status
-from .session import SESSION_COOKIE, SIGN_IN_COOKIE, Session, Sessions, nonce
+from .session import SESSION_COOKIE, SIGN_IN_COOKIE, Session, Sessions, nonce, same
 
 PAGE_SIZE = 50
 MAX_FORM_BYTES = 16384  # a sign-in form is a few hundred bytes
@@ -92,7 +92,7 @@ def _visitor(request: Request) -> Visitor | None:
     if partner is None:  # removed from the partners file since signing in
         pages.sessions.end(session.id)
         return None
-    return Visitor(session, partner, pages.sessions.token(session.id))
+    return Visitor(session, partner, session.csrf)
 
 
 def _to_sign_in(request: Request) -> Response:
@@ -144,10 +144,9 @@ def _audited(request: Request, visitor: Visitor, facts: dict[str, Any]
 
 def _sign_in_form(request: Request, error: str = "", status_code: int = 200,
                   partner_id: str = "", headers: dict[str, str] | None = None) -> Response:
-    pages = _pages(request)
-    bound = nonce()
+    bound = nonce()  # the form's CSRF token and the cookie it must match
     response = render.page("sign_in.html", status_code, headers, base=_base(request),
-                           signed_in=False, csrf=pages.sessions.token(bound), error=error,
+                           signed_in=False, csrf=bound, error=error,
                            partner_id=partner_id)
     response.set_cookie(SIGN_IN_COOKIE, bound, httponly=True, samesite="strict",
                         secure=_secure(request), path=f"{_base(request)}/")
@@ -161,7 +160,7 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_form(request)
     pages = _pages(request)
     form = await _form(request)
-    if not pages.sessions.check(request.cookies.get(SIGN_IN_COOKIE), form.get("csrf")):
+    if not same(request.cookies.get(SIGN_IN_COOKIE), form.get("csrf")):
         raise Forbidden("the sign-in form expired or did not come from this site: "
                         "open the sign-in page again")
     partner_id, token = form.get("partner", "").strip(), form.get("token", "").strip()
@@ -195,7 +194,7 @@ async def sign_out(request: Request) -> Response:
     visitor = _visitor(request)
     if visitor is None:
         return _to_sign_in(request)
-    if not _pages(request).sessions.check(visitor.session.id, form.get("csrf")):
+    if not same(visitor.session.csrf, form.get("csrf")):
         raise Forbidden("the form expired or did not come from this site: reload the page")
     _pages(request).sessions.end(visitor.session.id)
     response = _to_sign_in(request)
@@ -301,8 +300,10 @@ async def object_page(request: Request) -> Response:
                       f"{quote(object_id)}/")
 
 
-def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail) -> Starlette:
-    """The pages' application, for create_app to mount at /ui."""
+def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail,
+          store: Store) -> Starlette:
+    """The pages' application, for create_app to mount at /ui. Objects are read through
+    `gate` only; `store` keeps the sessions."""
     routes = [
         Route("/", home, methods=["GET"]),
         Route("/sign-in/", sign_in, methods=["GET", "POST"]),
@@ -316,5 +317,6 @@ def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail) -> 
     app = Starlette(routes=routes, middleware=[Middleware(Failure)],
                     exception_handlers={ExchangeError: domain_error,
                                         HTTPException: http_error})
-    app.state.pages = Pages(settings, gate, auth, trail, Sessions(settings.ui_session_seconds))
+    app.state.pages = Pages(settings, gate, auth, trail,
+                            Sessions(store, settings.ui_session_seconds))
     return app
