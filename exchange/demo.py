@@ -61,7 +61,8 @@ def run_demo(directory: Path, *, port: int, serve_after: bool) -> int:
           f"{base}/taxii2/\n"
           f"  curl -H 'Authorization: Bearer {analyst.token}' -H 'Accept: "
           f"application/taxii+json;version=2.1' "
-          f"'{base}/cybercrime/collections/indicators/objects/?limit=5'\n")
+          f"'{base}/cybercrime/collections/indicators/objects/?limit=5'\n"
+          f"  a browser at {base}/ui/ (sign in as analyst with the password above)\n")
     if serve_after:
         from .server import serve
 
