@@ -19,6 +19,7 @@ from typing import Any
 from .constraints import TYPED_TIMESTAMPS, Rule, rules_for
 from .errors import Invalid, InvalidObject
 from .markings import handling_codes, handling_problem, marking_rank, reserved_conflict
+from .stix_extensions import problem as extension_problem
 
 SUPPORTED_SPEC_VERSIONS = ("2.1",)
 
@@ -198,7 +199,7 @@ def check_object(obj: Any) -> ObjectFacts:
         version = _check_properties(obj, obj_type, shape)
         if obj_type == "marking-definition" and (found := reserved_conflict(obj)):
             raise InvalidObject(found)
-        if "extensions" in obj and (found := handling_problem(obj)):
+        if "extensions" in obj and (found := handling_problem(obj) or extension_problem(obj)):
             raise InvalidObject(found)
     except InvalidObject as exc:
         raise InvalidObject(f"{obj_id}: {exc.description}") from None

@@ -15,6 +15,7 @@ and stored by an ingest run beside the objects that use it, so a consumer can re
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -129,3 +130,33 @@ def fields_of(obj: dict[str, Any], source: str) -> dict[str, Any]:
     value = extensions.get(SOURCE_FIELDS[source]) if isinstance(extensions, dict) else None
     found = value.get("fields") if isinstance(value, dict) else None
     return found if isinstance(found, dict) else {}
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z0-9_]{1,250}$")  # a STIX dictionary key
+
+
+def problem(obj: dict[str, Any]) -> str | None:
+    """What is wrong with an object's `extensions`: not an object of objects, or one of the
+    project's extensions off its JSON Schema (checked directly: this runs on every object
+    written); None when they fit."""
+    extensions = obj.get("extensions")
+    if not isinstance(extensions, dict) or not all(isinstance(v, dict)
+                                                   for v in extensions.values()):
+        return "extensions must be an object of objects, by extension name or definition id"
+    for extension_id, value in extensions.items():
+        if extension_id not in BY_ID:
+            continue
+        if not isinstance(value, dict) or value.get("extension_type") != PROPERTY_EXTENSION:
+            return f"extensions[{extension_id}]: extension_type must be {PROPERTY_EXTENSION}"
+        if extension_id == DATA_SUBJECT:
+            if set(value) != {"extension_type", "data_subject"} or \
+                    value["data_subject"] not in SUBJECTS:
+                return f"extensions[{extension_id}]: data_subject must be one of " \
+                       f"{', '.join(SUBJECTS)}, and nothing else"
+            continue
+        fields = value.get("fields")
+        if set(value) != {"extension_type", "fields"} or not isinstance(fields, dict) or \
+                not fields or not all(_FIELD_NAME.match(name) for name in fields):
+            return f"extensions[{extension_id}]: fields must be a non-empty object whose " \
+                   "names are letters, digits and underscores (at most 250), and nothing else"
+    return None

@@ -169,3 +169,38 @@ def test_a_collection_may_refuse_custom_properties(env: Env, custom_properties: 
             assert all("property extension" in f["message"] for f in status["failures"])
     finally:
         live.stop()
+
+
+SUBJECT = "extension-definition--e9e57ccc-8296-4b01-8f70-a8416660c335"
+SHADOWSERVER = "extension-definition--3c517148-10d2-4960-962f-72a836f5abc1"
+
+
+@pytest.mark.parametrize("extensions, says", [
+    pytest.param([1], "extensions must be an object of objects", id="not an object"),
+    pytest.param({SUBJECT: "victim"}, "extensions must be an object of objects",
+                 id="an extension that is not an object"),
+    pytest.param({SUBJECT: {"extension_type": "property-extension", "data_subject": "bystander"}},
+                 "data_subject must be one of", id="data subject off its list"),
+    pytest.param({SUBJECT: {"extension_type": "toplevel-property-extension",
+                            "data_subject": "victim"}},
+                 "extension_type must be property-extension", id="wrong extension type"),
+    pytest.param({SHADOWSERVER: {"extension_type": "property-extension", "fields": {}}},
+                 "fields must be a non-empty object", id="no fields"),
+    pytest.param({SHADOWSERVER: {"extension_type": "property-extension",
+                                 "fields": {"src ip": "x"}}},
+                 "fields must be a non-empty object", id="a field name STIX refuses"),
+    pytest.param({SHADOWSERVER: {"extension_type": "property-extension",
+                                 "fields": {"tag": "x"}, "extra": 1}},
+                 "and nothing else", id="a property the extension does not have"),
+])
+def test_the_projects_extensions_are_held_to_their_schemas(extensions: Any, says: str):
+    with pytest.raises(InvalidObject, match=says):
+        check_object({**indicator("extended"), "extensions": extensions})
+
+
+def test_the_projects_extensions_as_produced_pass():
+    produced = {SUBJECT: {"extension_type": "property-extension",
+                          "data_subject": "suspect-infrastructure"},
+                SHADOWSERVER: {"extension_type": "property-extension",
+                               "fields": {"tag": "skimmer", "src_port": 443}}}
+    check_object({**indicator("extended"), "extensions": produced})
