@@ -18,7 +18,7 @@ from . import audit
 from .audit import Trail
 from .collections import load_collections
 from .config import Settings
-from .errors import ExchangeError, Throttled
+from .errors import ExchangeError
 from .federation.peers import load_peers
 from .federation.sync import Federation, Syncer
 from .ingest import Ingest, Worker, Writer
@@ -101,11 +101,6 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     @app.exception_handler(ExchangeError)
     async def domain_error(request: Request, exc: ExchangeError) -> Response:
         return responses.domain_error(exc)
-
-    @app.exception_handler(Throttled)
-    async def throttled(request: Request, exc: Throttled) -> Response:
-        return responses.error(429, exc.title, exc.description,
-                               {"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

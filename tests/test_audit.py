@@ -330,8 +330,12 @@ def test_failed_logins_throttled_are_recorded(served: tuple[Env, LiveServer]):
                       headers={"Accept": TAXII})
     finally:
         live.stop()
-    [record] = [r for r in exported(env) if r["kind"] == "throttled"]
+    records = exported(env)
+    [record] = [r for r in records if r["kind"] == "throttled"]
     assert (record["partner"], record["address"]) == ("alice", "127.0.0.1")
+    # Each refused read says how: 401 while the password was checked, 429 once throttled.
+    results = [r["result"] for r in records if r["kind"] == "read"]
+    assert results == [401] * 10 + [429] * 2, results
 
 
 # -- pruning ----------------------------------------------------------------------------------

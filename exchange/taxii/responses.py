@@ -23,6 +23,7 @@ HTTP_STATUS: dict[type[errors.ExchangeError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.Unprocessable: 422,
     errors.RateLimited: 429,
+    errors.Throttled: 429,
     errors.Unavailable: 503,
 }
 CHALLENGE = 'Basic realm="taxii-exchange", charset="UTF-8", Bearer realm="taxii-exchange"'
@@ -53,7 +54,7 @@ def http_status(exc: errors.ExchangeError) -> int:
 
 def domain_error(exc: errors.ExchangeError) -> Response:
     headers = None
-    if isinstance(exc, errors.RateLimited | errors.Unavailable):
+    if isinstance(exc, errors.RateLimited | errors.Throttled | errors.Unavailable):
         headers = {"Retry-After": str(exc.retry_after)}
     return error(http_status(exc), exc.title, exc.description, headers)
 
