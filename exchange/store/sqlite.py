@@ -295,14 +295,7 @@ class SQLiteStore:
                 return 0
             if audit is not None:
                 _append(conn, [audit(len(chosen))])
-            working = Versions(_Backend(self, conn, key))
-            ids = {ident for ident, _ in chosen}
-            working.load(ids, bodies=True)
-            for ident in ids:
-                working.remove(ident, [r for r in working.versions[ident]
-                                       if (ident, r.added) in chosen])
-            working.settle()
-            self._flush(conn, key, working)
+            self._remove(conn, key, chosen)
         return len(chosen)
 
     def expired(self, collection: str, cutoffs: Sequence[int | None],
@@ -325,18 +318,22 @@ class SQLiteStore:
             gone = [] if key is None else _expired(conn, key, cutoffs, limit)
             if key is None or not gone:
                 return 0
-            chosen = {(ident, added) for ident, _, added in gone}
-            working = Versions(_Backend(self, conn, key))
-            ids = {ident for ident, _ in chosen}
-            working.load(ids, bodies=True)
-            for ident in ids:
-                working.remove(ident, [r for r in working.versions[ident]
-                                       if (ident, r.added) in chosen])
-            working.settle()
-            self._flush(conn, key, working)
+            self._remove(conn, key, {(ident, added) for ident, _, added in gone})
             if audit is not None:
                 _append(conn, [audit(gone)])
         return len(gone)
+
+    def _remove(self, conn: sqlite3.Connection, key: int, chosen: set[tuple[str, int]]) -> None:
+        """Delete these (id, date_added) versions; flags, references and the effective ranks
+        of what referenced them follow."""
+        working = Versions(_Backend(self, conn, key))
+        ids = {ident for ident, _ in chosen}
+        working.load(ids, bodies=True)
+        for ident in ids:
+            working.remove(ident, [r for r in working.versions[ident]
+                                   if (ident, r.added) in chosen])
+        working.settle()
+        self._flush(conn, key, working)
 
     def _flush(self, conn: sqlite3.Connection, key: int, working: Versions) -> None:
         """Write what the working set decided: new rows, their references, changed flags."""
