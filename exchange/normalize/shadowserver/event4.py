@@ -49,6 +49,7 @@ def _payload_hashes(raw: dict[str, str]) -> dict[str, str]:
             raw.pop(column)
     return hashes
 
+
 _MAPPED = (
     Field("timestamp", "time of the connection (UTC)",
           "network-traffic.start, observed-data.first_observed/last_observed, "
@@ -66,10 +67,12 @@ _MAPPED = (
     Field("family", "malware family", "malware.name, sighting.sighting_of_ref"),
 )
 
+
 _KEPT = ("src_geo", "src_region", "src_city", "src_hostname", "src_naics", "src_sector",
          "device_vendor", "device_type", "device_model", "dst_asn", "dst_geo", "dst_region",
          "dst_city", "dst_hostname", "dst_naics", "dst_sector", "public_source", "tag",
          "version", "event_id")
+
 
 def _connection(raw: dict[str, str]) -> tuple[str, dict[str, Any]]:
     """The time and connection facts every event4 row has, popped from `raw`."""
@@ -88,11 +91,13 @@ def _connection(raw: dict[str, str]) -> tuple[str, dict[str, Any]]:
     out["protocols"] = _protocols(out["src_ip_type"], raw, "protocol", "application")
     return seen, out
 
+
 def _family(raw: dict[str, str]) -> str:
     family = raw.pop("family", "") or raw.pop("infection", "")
     if not family:
         raise v.BadValue("row names neither a malware family nor an infection")
     return family.lower()
+
 
 def _connection_observables(values: dict[str, Any], seen: str,
                             ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -121,6 +126,7 @@ def _connection_observables(values: dict[str, Any], seen: str,
         observables.append(v.sco("autonomous-system", number=values["src_asn"]))
     return observables, flow
 
+
 class Event4Sinkhole(_Report):
     name = "shadowserver-event4-sinkhole"
     description = "Shadowserver event4_sinkhole report: infected machines seen by a sinkhole"
@@ -147,12 +153,16 @@ class Event4Sinkhole(_Report):
 # A request line as some reports give it in http_url: "GET /path HTTP/1.1".
 _REQUEST_LINE = re.compile(r"^([A-Za-z]{1,20}) (\S+) (HTTP/\d(?:\.\d)?)$")
 
+
 _METHOD = re.compile(r"^[A-Za-z]{1,20}$")
+
 
 _HTTP = "network-traffic.extensions.http-request-ext"
 
+
 _HEADERS = (("http_host", "Host"), ("http_agent", "User-Agent"), ("http_referer", "Referer"),
             ("forwarded_by", "X-Forwarded-For"))
+
 
 def _http_request(raw: dict[str, str]) -> dict[str, Any] | None:
     """The HTTP request as a STIX http-request-ext, its columns popped from `raw`; None when
@@ -180,6 +190,7 @@ def _http_request(raw: dict[str, str]) -> dict[str, Any] | None:
     if headers:
         request["request_header"] = headers
     return {"http-request-ext": request}
+
 
 class Event4SinkholeHttp(Event4Sinkhole):
     name = "shadowserver-event4-sinkhole-http"
@@ -219,23 +230,30 @@ class Event4SinkholeHttp(Event4Sinkhole):
 # and `username`; similar names are treated alike so a renamed column cannot leak).
 _SECRET = re.compile(r"pass|pwd|secret|credential")
 
+
 _USER = re.compile(r"^(user|username|user_name|login)$|_username$")
+
 
 _REDACTED = "[redacted]"
 
+
 _UNREADABLE = "[redacted: unreadable row; it may hold credentials]"
+
 
 _HONEYPOT_WORDS = {"src_ip": "attacking machine's address (the victim: likely compromised)",
                    "src_port": "attacker's source port", "src_asn": "attacker's autonomous system",
                    "dst_ip": "honeypot address", "dst_port": "honeypot port"}
 
+
 _BRUTE_FORCE = (_name("Password Brute Forcing"),
                 ({"source_name": "capec", "external_id": "CAPEC-49"},
                  {"source_name": "mitre-attack", "external_id": "T1110"}))
 
+
 @functools.lru_cache(maxsize=64)
 def _credential_columns(header: tuple[str, ...]) -> tuple[int, ...]:
     return tuple(i for i, name in enumerate(header) if _SECRET.search(name) or _USER.search(name))
+
 
 def _redact(line: str, positions: tuple[int, ...]) -> str:
     """The CSV line with the values at `positions` replaced by a marker (the line was read
@@ -247,6 +265,7 @@ def _redact(line: str, positions: tuple[int, ...]) -> str:
     out = io.StringIO()
     csv.writer(out, lineterminator="").writerow(fields)
     return out.getvalue()
+
 
 class Event4HoneypotBruteForce(_Report):
     name = "shadowserver-event4-honeypot-brute-force"

@@ -71,6 +71,7 @@ class Blocklist(_Report):
         return _victim(context, record, observables,
                        _reference_sdo(context, "attack-pattern", values["pattern"]))
 
+
 def _address_or_network(text: str) -> tuple[str, str]:
     """An address, or a network in CIDR form (STIX ipv4-addr/ipv6-addr values allow both)."""
     if "/" not in text:
@@ -86,13 +87,16 @@ def _address_or_network(text: str) -> tuple[str, str]:
 
 # -- scan_* -------------------------------------------------------------------------------------
 
+
 _REPORT = re.compile(r"\b(scan6?_[a-z0-9_]+)")
+
 
 @functools.lru_cache(maxsize=64)
 def _report_in_name(source: str) -> str:
     """The scan report type a file name carries, e.g. 2026-11-20-scan_rdp-xx.csv: scan_rdp."""
     found = _REPORT.search(Path(source).name.lower())
     return found[1] if found else ""
+
 
 class Scan(_Report):
     name = "shadowserver-scan"
@@ -154,6 +158,7 @@ class Scan(_Report):
                 _reference_sdo(context, "vulnerability", name)
             objects += _victim(context, record, observables, target)
         return objects
+
 
 def _scan_findings(tag: str, report: str) -> tuple[tuple[str, str], ...]:
     """What a scan row reports: each CVE its tag names, else the exposed service (its first

@@ -19,21 +19,27 @@ from ..csvrows import Row, read_rows
 
 _EXTRA = "shadowserver"  # whose fields extension keeps what has no STIX home
 
+
 _KEPT_IN = "ext[shadowserver]"
+
 
 _TOKEN = re.compile(r"[^a-z0-9-]+")
 
+
 _CVE = re.compile(r"^cve-\d{4}-\d{4,}$")
+
 
 _TAG_SPLIT = re.compile(r"[;,]")
 
 
 # -- shared machinery ---------------------------------------------------------------------------
 
+
 def _kept(names: Sequence[str], on: str) -> tuple[Field, ...]:
     """Fields kept as reported in the extra property of `on`, for the mapping table."""
     return (*(Field(name, "kept as reported", f"{on}.{_KEPT_IN}.{name}") for name in names),
             Field("(any other column)", "kept as reported", f"{on}.{_KEPT_IN}"))
+
 
 class _Report(Parser):
     """A Shadowserver CSV report: the header is checked for the required columns, then each
@@ -77,17 +83,21 @@ class _Report(Parser):
         """A row the CSV reader could not read, as it is kept."""
         return reject
 
+
 def _present(row: Row) -> dict[str, str]:
     """The row's non-empty values, stripped."""
     return {k: text for k, s in row.values.items() if (text := s.strip())}
+
 
 def _extra(raw: dict[str, str]) -> dict[str, str]:
     """Columns without a STIX home, under STIX-safe keys."""
     return {_safe_key(k): s for k, s in raw.items()}
 
+
 @functools.lru_cache(maxsize=1024)
 def _safe_key(column: str) -> str:
     return v.extra_key(column, "column")
+
 
 def _seen(raw: dict[str, str]) -> str:
     if "timestamp" not in raw:
@@ -96,6 +106,7 @@ def _seen(raw: dict[str, str]) -> str:
 
 
 # Cached: a report repeats a few AS numbers on every row.
+
 
 def _protocols(address_type: str, raw: dict[str, str], *names: str) -> list[str]:
     """Network-traffic protocols: the IP version, then each named column's token, in order."""
@@ -106,17 +117,21 @@ def _protocols(address_type: str, raw: dict[str, str], *names: str) -> list[str]
             protocols.append(token)
     return protocols
 
+
 @functools.lru_cache(maxsize=1024)
 def _token(text: str) -> str:
     return _TOKEN.sub("-", text.lower()).strip("-")
+
 
 def _tags(text: str) -> list[str]:
     """A tag column's entries (Shadowserver separates them with ';' or ',')."""
     return [t.strip().lower() for t in _TAG_SPLIT.split(text) if t.strip()]
 
+
 def _name(text: str) -> str:
     """A reference object's name: lower case, single spaces (its id is built from it)."""
     return " ".join(text.lower().split())[:250]
+
 
 def _reference_sdo(context: Context, kind: str, name: str,
                    references: tuple[dict[str, str], ...] = ()) -> dict[str, Any]:
@@ -124,10 +139,12 @@ def _reference_sdo(context: Context, kind: str, name: str,
     malware family, one object per source and run markings (build.context_object)."""
     return build.context_object(context, kind, name, references)
 
+
 def _cve(context: Context, identifier: str) -> dict[str, Any]:
     name = identifier.upper()
     return _reference_sdo(context, "vulnerability", name,
                           ({"source_name": "cve", "external_id": name},))
+
 
 def _host(text: str) -> str:
     """A host (address or name) in the form values.py gives it, for comparing hosts."""
@@ -135,6 +152,7 @@ def _host(text: str) -> str:
         return v.ip_address(text)[1]
     except v.BadValue:
         return text.strip().lower().rstrip(".")
+
 
 def _suspect_url(raw: dict[str, str], column: str, victim_hosts: set[str]) -> str | None:
     """A column naming attacker infrastructure, as a URL popped from `raw`. None, leaving it
@@ -151,6 +169,7 @@ def _suspect_url(raw: dict[str, str], column: str, victim_hosts: set[str]) -> st
         return None
     raw.pop(column)
     return url
+
 
 def _suspect_objects(context: Context, seen: str, target: dict[str, Any],
                      urls: tuple[tuple[str, str], ...],
@@ -176,13 +195,16 @@ def _suspect_objects(context: Context, seen: str, target: dict[str, Any],
                                        seen) for infrastructure in delivering]
     return objects
 
+
 def _key(seen: str, target: dict[str, Any], observables: list[dict[str, Any]]) -> str:
     """What identifies one observation: when, what was sighted and over which observables."""
     return "\x1f".join((seen, target["id"], *(o["id"] for o in observables)))
 
+
 def _address(raw: dict[str, str], name: str, out: dict[str, Any]) -> None:
     """Pop an address column into out[name] and its STIX type into out[name + '_type']."""
     out[name + "_type"], out[name] = v.ip_address(raw.pop(name))
+
 
 def _victim(context: Context, record: Record, observables: list[dict[str, Any]],
             target: dict[str, Any]) -> list[dict[str, Any]]:

@@ -112,6 +112,7 @@ class CompromisedWebsite(_Report):
         return [*_victim(context, record, observables, target),
                 *_suspect_objects(context, record.time, target, values["suspect_urls"])]
 
+
 def _site_url(raw: dict[str, str], out: dict[str, Any]) -> str | None:
     """The full URL of a compromised site's content: the `url` column when absolute, else
     the path on the site's host (domain or address), port and scheme (http unless the
@@ -134,6 +135,7 @@ def _site_url(raw: dict[str, str], out: dict[str, Any]) -> str | None:
 
 
 # -- malware_url --------------------------------------------------------------------------------
+
 
 class MalwareUrl(_Report):
     name = "shadowserver-malware-url"
