@@ -9,10 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.routing import Match, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import audit
 from .audit import Trail
@@ -22,6 +21,7 @@ from .errors import ExchangeError
 from .federation.peers import load_peers
 from .federation.sync import Federation, Syncer
 from .ingest import Ingest, Worker, Writer
+from .last_resort import LastResort
 from .policy.auth import Authenticator
 from .policy.gate import Gate
 from .policy.throttle import Throttle, log_throttled
@@ -117,12 +117,12 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def server_error(request: Request, exc: Exception) -> Response:
-        # Only for errors outside ServerError below: Starlette re-raises after this answer.
+        # Only for errors outside LastResort below: Starlette re-raises after this answer.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _failure()
 
     app.add_middleware(TrailingSlash)
-    app.add_middleware(ServerError)
+    app.add_middleware(LastResort, answer=lambda scope: _failure())
     app.add_middleware(RequestBounds, max_url=settings.max_url_bytes,
                        max_headers=settings.max_header_bytes)
     app.add_middleware(ClientAddress, trusted=settings.trusted_proxies)  # outermost
@@ -141,38 +141,6 @@ def _allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
         if isinstance(route, Route) and route.matches(scope)[0] != Match.NONE:
             methods |= route.methods or set()
     return sorted(methods)
-
-
-class ServerError:
-    """An unhandled error answers a TAXII 500, is logged once, and the connection stays open.
-
-    Starlette's own 500 handler re-raises after answering, so uvicorn logs the error again and
-    drops the keep-alive connection: the client's next request on it fails as well.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watch(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        except ClientDisconnect:
-            return  # the client left (or its request timed out): nobody to answer
-        except Exception:
-            if started:  # half an answer is out: only dropping the connection can tell
-                raise
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            await _failure()(scope, receive, send)
 
 
 class RequestBounds:

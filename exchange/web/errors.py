@@ -4,12 +4,11 @@ unhandled error as a 500 page. The TAXII API's error bodies are not used under /
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from ..errors import ExchangeError, Forbidden, Invalid, NotFound, Throttled, Unauthenticated
 from . import render
@@ -43,31 +42,7 @@ async def http_error(request: Request, exc: Exception) -> Response:
     return render.error(exc.status_code, description, base=_base(request))
 
 
-class Failure:
-    """An unhandled error under /ui/ answers an HTML 500 page and is logged once, here: the
-    server's own middleware (a TAXII 500) never sees it, and the connection stays open."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def watch(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        except Exception:
-            if started:
-                raise
-            log.exception("unhandled error on %s %s",
-                                                  scope["method"], scope["path"])
-            base = str(scope.get("root_path", "")).rstrip("/")
-            await render.error(500, "The server failed; try again.", base=base)(
-                scope, receive, send)
+def failure(scope: Scope) -> Response:
+    """The page an unhandled error under /ui/ answers (see last_resort.py)."""
+    base = str(scope.get("root_path", "")).rstrip("/")
+    return render.error(500, "The server failed; try again.", base=base)

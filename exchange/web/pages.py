@@ -29,6 +29,7 @@ from .. import audit
 from ..audit import Trail
 from ..config import Settings
 from ..errors import ExchangeError, Forbidden, Invalid, NotFound, Throttled, Unauthenticated
+from ..last_resort import LastResort
 from ..model import ALL, LAST, Filters
 from ..policy.auth import Authenticator
 from ..policy.gate import Gate
@@ -36,7 +37,7 @@ from ..policy.partners import Partner
 from ..stix import IDENTIFIER_RE, version_key
 from ..store import Store, cursor
 from . import objects, render
-from .errors import Failure, domain_error, http_error, status
+from .errors import domain_error, failure, http_error, status
 from .session import SESSION_COOKIE, SIGN_IN_COOKIE, Session, Sessions, nonce, same
 
 PAGE_SIZE = 50
@@ -314,7 +315,7 @@ def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail,
               methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("exchange.web", "static")]), name="static"),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(Failure)],
+    app = Starlette(routes=routes, middleware=[Middleware(LastResort, answer=failure)],
                     exception_handlers={ExchangeError: domain_error,
                                         HTTPException: http_error})
     app.state.pages = Pages(settings, gate, auth, trail,
