@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 
 from .model import AuditEntry, Entry, Outcome, Status
+from .periodic import Periodic
 from .stix import format_micros, now_micros
 from .store import Store
 from .store.chain import GENESIS, link
@@ -123,27 +123,19 @@ class Trail:
         self.interval = interval
         self.batch = batch
         self._waiting: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flusher = Periodic("audit-trail", interval, self.flush, store)
 
     def later(self, kind: str, partner: str, **fields: Any) -> None:
         """A record made now and written later: serialized by the flushing thread."""
         self._waiting.append((now_micros(), kind, partner, fields))  # a deque: no lock needed
         if len(self._waiting) >= self.batch:
-            self._wake.set()
+            self._flusher.wake()
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="audit-trail", daemon=True)
-        self._thread.start()
+        self._flusher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._flusher.stop(timeout=None)
         self.flush()
 
     def flush(self) -> bool:
@@ -162,17 +154,6 @@ class Trail:
             self._waiting.extendleft(reversed(facts))
             return False
         return True
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            if not self.flush():
-                self._stop.wait(self.interval)
-        # The connection this thread opened (the store keeps one per thread).
-        close = getattr(self.store, "close", None)
-        if close is not None:
-            close()
 
 
 @dataclass

@@ -11,13 +11,13 @@ stays valid: it resumes after a date_added, and only the oldest versions go.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from . import audit
 from .collections import CollectionDef
 from .model import AuditEntry
+from .periodic import Periodic
 from .stix import format_micros, now_micros
 from .store import Store
 
@@ -92,31 +92,18 @@ class Purger:
         self.store = store
         self.collections = [c for c in collections if any(c.retention_days)]
         self.interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._rounds = Periodic("purge", interval, self.round, store)
 
     def start(self) -> None:
         if self.interval <= 0 or not self.collections:
             return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="purge", daemon=True)
-        self._thread.start()
+        self._rounds.start()
+        self._rounds.wake()  # the first round at start, not an interval later
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._rounds.stop()
 
-    def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                try:
-                    for done in purge(self.store, self.collections, by="serve"):
-                        if done.count:
-                            log.info("%s", done.line(dry_run=False))
-                except Exception:  # the next round tries again; serving goes on
-                    log.exception("purge failed")
-                self._stop.wait(self.interval)
-        finally:
-            self.store.close()  # this thread's connection
+    def round(self) -> None:
+        for done in purge(self.store, self.collections, by="serve"):
+            if done.count:
+                log.info("%s", done.line(dry_run=False))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from ..collections import CollectionDef, Collections
 from ..errors import ConfigError, ExchangeError, Forbidden
 from ..ingest import Ingest, check_objects
 from ..model import ALL, AuditEntry, Filters, Outcome
+from ..periodic import Periodic
 from ..policy.gate import Gate
 from ..policy.partners import Partner
 from ..store import Store
@@ -301,36 +301,26 @@ class Syncer:
     def __init__(self, federation: Federation, *, tick_seconds: float = 1.0) -> None:
         self.federation = federation
         self.tick_seconds = tick_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticks = Periodic("federation", tick_seconds, self.tick, federation.store)
 
     def start(self) -> None:
         if self.federation.peers:
-            self._thread = threading.Thread(target=self._loop, name="federation", daemon=True)
-            self._thread.start()
+            self._ticks.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        self._ticks.stop()
 
-    def _loop(self) -> None:
+    def tick(self) -> None:
+        """Run every peer and direction whose interval has passed since its last run."""
         store = self.federation.store
-        try:
-            self._ticks(store)
-        finally:
-            store.close()  # this thread's connection
-
-    def _ticks(self, store: Store) -> None:
-        while not self._stop.wait(self.tick_seconds):
-            for peer in self.federation.peers.values():
-                for direction in peer.directions:
-                    key = f"sync:{peer.name}:{direction}"
-                    last = (store.get_state(key) or {}).get("last_run", 0)
-                    if time.time() - last < peer.interval_seconds:
-                        continue
-                    run = self.federation.sync(peer, direction)
-                    if not run.skipped:
-                        log.info("sync %s", run.line())
-                    if self._stop.is_set():
-                        return
+        for peer in self.federation.peers.values():
+            for direction in peer.directions:
+                key = f"sync:{peer.name}:{direction}"
+                last = (store.get_state(key) or {}).get("last_run", 0)
+                if time.time() - last < peer.interval_seconds:
+                    continue
+                run = self.federation.sync(peer, direction)
+                if not run.skipped:
+                    log.info("sync %s", run.line())
+                if self._ticks.stopping:
+                    return

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from ..periodic import Periodic
 from ..store import Store
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,7 @@ class TokenUsage:
         self.clock = clock
         self._noted: dict[str, tuple[str, float]] = {}  # digest -> (partner, when)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._flusher = Periodic("token-usage", interval, self.flush, store)
 
     def seen(self, digest: str, partner_id: str) -> None:
         """Called on every request with a token: a dict assignment, nothing more."""
@@ -67,18 +67,9 @@ class TokenUsage:
         return written
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="token-usage", daemon=True)
-        self._thread.start()
+        self._flusher.start()
 
     def stop(self) -> None:
         """Stop the thread and write what is still noted (a clean shutdown loses nothing)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._flusher.stop(timeout=10)
         self.flush()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.flush()
