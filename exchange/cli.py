@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default from settings: 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.add_argument("--log-format", choices=["text", "json"],
+                       help="request log lines: text, or one JSON object each with the "
+                       "partner id and a request id (default from settings: text)")
     serve.add_argument("--max-request-head-bytes", type=int, metavar="N",
                        help="the HTTP parser's bound on a request line and headers (default "
                        "from settings: 65536)")
@@ -224,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["EXCHANGE_HOST"] = args.host
         if args.port:
             os.environ["EXCHANGE_PORT"] = str(args.port)
-        for option, key in (("max_request_head_bytes", "MAX_REQUEST_HEAD_BYTES"),
+        for option, key in (("log_format", "LOG_FORMAT"),
+                            ("max_request_head_bytes", "MAX_REQUEST_HEAD_BYTES"),
                             ("request_timeout", "REQUEST_TIMEOUT_SECONDS"),
                             ("keep_alive", "KEEP_ALIVE_SECONDS")):
             if getattr(args, option) is not None:
