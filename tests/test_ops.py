@@ -204,6 +204,7 @@ class Served:
     url: str
     env: Env
     log: Path
+    errors: Path
 
 
 @pytest.fixture(scope="module")
@@ -213,20 +214,20 @@ def served(tmp_path_factory: pytest.TempPathFactory,
     directory = tmp_path_factory.mktemp("served") / "env"
     shutil.copytree(template, directory)
     port = free_port()
-    log = directory / "stdout.log"
+    log, errors = directory / "stdout.log", directory / "stderr.log"
     environ = {k: v for k, v in os.environ.items()
                if not k.startswith("EXCHANGE_") and k != "PROMETHEUS_MULTIPROC_DIR"}
     environ["PYTHONPATH"] = str(REPO)
-    with log.open("wb") as out:
+    with log.open("wb") as out, errors.open("wb") as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "exchange", "--config", str(directory / "config.yaml"),
              "serve", "--port", str(port), "--workers", "2", "--log-format", "json"],
-            cwd=REPO, env=environ, stdout=out, stderr=subprocess.PIPE)
+            cwd=REPO, env=environ, stdout=out, stderr=err)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
+            assert process.poll() is None, errors.read_text()
             assert time.monotonic() < deadline, "the server did not start"
             try:
                 if httpx.get(f"{url}readyz").status_code == 200:
@@ -234,7 +235,7 @@ def served(tmp_path_factory: pytest.TempPathFactory,
             except httpx.TransportError:
                 time.sleep(0.1)
         settings = load_settings(directory / "config.yaml", environ={})
-        yield Served(url, Env(settings, template_env.credentials), log)
+        yield Served(url, Env(settings, template_env.credentials), log, errors)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -242,8 +243,6 @@ def served(tmp_path_factory: pytest.TempPathFactory,
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stderr:
-            process.stderr.close()
 
 
 def test_with_workers_every_scrape_counts_every_process(served: Served):
@@ -288,6 +287,12 @@ def test_json_request_lines(served: Served, path: str, partner: str | None, stat
     assert datetime.fromisoformat(line["time"].replace("Z", "+00:00")).tzinfo is not None
     assert set(line) <= {"time", "method", "path", "route", "status", "duration_ms", "remote",
                          "request_id", "partner"}
+
+
+def test_the_other_log_lines_are_json_too(served: Served):
+    lines = _lines(served.errors)
+    assert any(line["message"].startswith("Application startup complete") for line in lines)
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
 
 
 # -- collections picked up without a restart ------------------------------------------------
