@@ -15,13 +15,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import audit
 from .audit import Trail
-from .collections import load_collections
+from .collections_watch import WatchedCollections
 from .config import Settings
 from .errors import ExchangeError
 from .federation.peers import load_peers
 from .federation.sync import Federation, Syncer
 from .ingest import Ingest, Worker, Writer
 from .last_resort import LastResort
+from .ops import routes as ops_routes
+from .ops.metrics import Metrics
+from .ops.requests import NoteRoute, Observer
 from .policy.auth import Authenticator
 from .policy.gate import Gate
 from .policy.throttle import Throttle, log_throttled
@@ -38,19 +41,21 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, store: Store) -> FastAPI:
-    collections = load_collections(settings)
+    metrics = Metrics(store.ping)
+    collections = WatchedCollections(settings)  # a changed file is seen within a second
     gate = Gate(settings, collections, store)
     usage = TokenUsage(store)  # when each API token was last used, off the request path
     throttle = Throttle(per_address=settings.login_failures_per_address,
                         per_partner_and_address=settings.login_failures_per_partner_and_address,
-                        window_seconds=settings.login_failure_window_seconds)
+                        window_seconds=settings.login_failure_window_seconds,
+                        on_failed=metrics.failed_login)
     auth = Authenticator(settings.partners_file, on_token=usage.seen, throttle=throttle)
 
     def writer(partner_id: str, collection_id: str) -> Writer | None:
         partner, collection = auth.partner(partner_id), collections.get(collection_id)
         return gate.writer(partner, collection) if partner and collection else None
 
-    ingest = Ingest(store, writer)
+    ingest = Ingest(store, writer, on_stored=metrics.objects_ingested)
     trail = Trail(store)
 
     def on_throttled(address: str, partner_id: str | None) -> None:
@@ -61,7 +66,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     services = Services(settings=settings, gate=gate, auth=auth, ingest=ingest,
                         worker=Worker(ingest), trail=trail,
                         limiter=RateLimiter(settings.rate_limit_per_second,
-                                            settings.rate_limit_burst))
+                                            settings.rate_limit_burst),
+                        metrics=metrics)
     purger = Purger(store, collections, settings.purge_interval_seconds)
     syncer = Syncer(Federation(store, gate, ingest, collections, auth.partner,
                                load_peers(settings.peers_file)))
@@ -73,6 +79,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         audit.reconcile(store, "collection", {c.id: c for c in collections}, "serve")
         audit.reconcile(store, "partner", auth.partners(), "serve")
         auth.on_load = lambda found: audit.reconcile(store, "partner", found, "serve")
+        collections.on_load = lambda found: audit.reconcile(
+            store, "collection", {c.id: c for c in found}, "serve")
         trail.start()
         services.worker.start()  # also resumes requests a crash left pending
         syncer.start()  # peers at their intervals, when there are any
@@ -91,6 +99,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     app = FastAPI(title=settings.title, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None, redirect_slashes=False)
     app.state.services = services
+    # Probes and the scrape, outside the TAXII API's authentication; before /{root}/.
+    ops_routes.install(app, store, metrics, settings.metrics_token)
     extensions.install(app)  # before the TAXII routes: /{root}/ would take /extensions/
     openapi.install(app)  # likewise /openapi.json/
     # The analyst pages, with HTML error pages of their own; before the TAXII routes, which
@@ -121,10 +131,13 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _failure()
 
+    app.add_middleware(NoteRoute)  # innermost: where the router leaves the matched route
     app.add_middleware(TrailingSlash)
     app.add_middleware(LastResort, answer=lambda scope: _failure())
     app.add_middleware(RequestBounds, max_url=settings.max_url_bytes,
                        max_headers=settings.max_header_bytes)
+    # Every request measured (and, in JSON, logged), whoever answers it.
+    app.add_middleware(Observer, metrics=metrics, log_json=settings.log_format == "json")
     app.add_middleware(ClientAddress, trusted=settings.trusted_proxies)  # outermost
     return app
 

@@ -1,4 +1,5 @@
-"""The `taxii-exchange` command: serve, demo, partners, ingest, formats, sync, audit, purge."""
+"""The `taxii-exchange` command: serve, demo, partners, collections, ingest, formats, sync,
+audit, purge."""
 
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default from settings: 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     serve.add_argument("--no-access-log", action="store_true", help="do not log each request")
+    serve.add_argument("--log-format", choices=["text", "json"],
+                       help="request log lines: text, or one JSON object each with the "
+                       "partner id and a request id (default from settings: text)")
     serve.add_argument("--max-request-head-bytes", type=int, metavar="N",
                        help="the HTTP parser's bound on a request line and headers (default "
                        "from settings: 65536)")
@@ -149,6 +153,25 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--dry-run", action="store_true",
                        help="say what would be deleted, delete nothing")
 
+    listing = commands.add_parser("collections", help="list, add or check collection files")
+    collection_actions = listing.add_subparsers(dest="action", required=True)
+    collection_actions.add_parser("list", help="id, alias, API root, title, who reads and "
+                                  "writes")
+    new = collection_actions.add_parser("add", help="write a new collection file with a new "
+                                        "id; a running server serves it from its next request")
+    new.add_argument("--alias", required=True, help="its name in URLs, unique in its API root")
+    new.add_argument("--title", required=True)
+    new.add_argument("--description")
+    new.add_argument("--api-root", help="default: the default API root")
+    new.add_argument("--read", action="append", default=[], metavar="PRINCIPAL",
+                     help="group:NAME or partner:ID that may read (repeatable; default nobody)")
+    new.add_argument("--write", action="append", default=[], metavar="PRINCIPAL",
+                     help="group:NAME or partner:ID that may push (repeatable; default nobody)")
+    new.add_argument("--default-marking", choices=TLP_CHOICES, default="amber",
+                     help="TLP of objects pushed without one (default amber)")
+    collection_actions.add_parser("check", help="check every collection file; exit 1 naming "
+                                  "each file and key that is wrong")
+
     trail = commands.add_parser("audit", help="check or export the audit trail")
     audit_actions = trail.add_subparsers(dest="action", required=True)
     verify = audit_actions.add_parser("verify", help="check that no record was edited, "
@@ -185,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return (audit_command.audit if args.command == "audit" else
                     audit_command.purge)(args, settings)
+        if args.command == "collections":
+            from . import collections_command
+
+            return collections_command.run(args, settings)
         if args.command == "sync":
             from .federation.command import sync
 
@@ -200,7 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.environ["EXCHANGE_HOST"] = args.host
         if args.port:
             os.environ["EXCHANGE_PORT"] = str(args.port)
-        for option, key in (("max_request_head_bytes", "MAX_REQUEST_HEAD_BYTES"),
+        for option, key in (("log_format", "LOG_FORMAT"),
+                            ("max_request_head_bytes", "MAX_REQUEST_HEAD_BYTES"),
                             ("request_timeout", "REQUEST_TIMEOUT_SECONDS"),
                             ("keep_alive", "KEEP_ALIVE_SECONDS")):
             if getattr(args, option) is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -45,17 +46,21 @@ class Collections:
     def __init__(self, found: dict[str, CollectionDef]) -> None:
         self._by_id = found
 
+    def _current(self) -> dict[str, CollectionDef]:
+        """The set in force (collections_watch.py re-reads a changed folder here)."""
+        return self._by_id
+
     def __iter__(self) -> Iterator[CollectionDef]:
-        return iter(self._by_id.values())
+        return iter(list(self._current().values()))
 
     def __len__(self) -> int:
-        return len(self._by_id)
+        return len(self._current())
 
     def get(self, collection_id: str) -> CollectionDef | None:
-        return self._by_id.get(collection_id)
+        return self._current().get(collection_id)
 
     def in_root(self, api_root: str) -> list[CollectionDef]:
-        return [c for c in self._by_id.values() if c.api_root == api_root]
+        return [c for c in self._current().values() if c.api_root == api_root]
 
     def find(self, api_root: str, key: str) -> CollectionDef | None:
         """A collection of this API root by id or alias."""
@@ -69,9 +74,10 @@ class Collections:
             if found is None:
                 raise ConfigError(f"no collection {alias!r} in API root {root!r}")
             return found
-        if key in self._by_id:
-            return self._by_id[key]
-        matches = [c for c in self._by_id.values() if c.alias == key]
+        current = self._current()
+        if key in current:
+            return current[key]
+        matches = [c for c in current.values() if c.alias == key]
         if len(matches) > 1:
             roots = ", ".join(f"{c.api_root}/{key}" for c in matches)
             raise ConfigError(f"alias {key!r} is used in several API roots: name one of {roots}")
@@ -86,6 +92,24 @@ def _retention(document: dict[str, Any]) -> tuple[int | None, ...]:
     return tuple(by_tlp.get(name, default) for name in TLP_RANKS)
 
 
+def collection_files(directory: Path) -> list[Path]:
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+def read_definition(path: Path, roots: set[str]) -> dict[str, Any]:
+    """One collection file, schema-checked; ConfigError names the file and the bad key."""
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    validate("collection", document, str(path))
+    if document["api_root"] not in roots:
+        raise ConfigError(f"{path}: api_root {document['api_root']!r} is not configured")
+    return dict(document)
+
+
 def load_collections(settings: Settings) -> Collections:
     """All collections, checked against the configured API roots."""
     directory = settings.collections_dir
@@ -94,15 +118,8 @@ def load_collections(settings: Settings) -> Collections:
     roots = {r.name for r in settings.api_roots}
     found: dict[str, CollectionDef] = {}
     aliases: set[tuple[str, str]] = set()
-    files = [*directory.glob("*.yaml"), *directory.glob("*.yml")]
-    for path in sorted(files):
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-        validate("collection", document, str(path))
-        if document["api_root"] not in roots:
-            raise ConfigError(f"{path}: api_root {document['api_root']!r} is not configured")
+    for path in collection_files(directory):
+        document = read_definition(path, roots)
         if document["id"] in found:
             raise ConfigError(f"{path}: collection id {document['id']} is used twice")
         alias = document.get("alias")
@@ -110,17 +127,20 @@ def load_collections(settings: Settings) -> Collections:
             raise ConfigError(f"{path}: alias {alias!r} is used twice in its API root")
         if alias:
             aliases.add((document["api_root"], alias))
-        found[document["id"]] = CollectionDef(
-            id=document["id"], api_root=document["api_root"], title=document["title"],
-            description=document.get("description", ""), alias=alias,
-            media_types=tuple(document.get("media_types", [STIX_21])),
-            readers=frozenset(document["read"]), writers=frozenset(document["write"]),
-            default_rank=TLP_RANKS[document["default_marking"]],
-            require_marking=document.get("require_marking", False),
-            custom_properties=document.get("custom_properties", True),
-            clearances={who: TLP_RANKS[tlp]
-                        for who, tlp in document.get("clearance", {}).items()},
-            red_recipients=frozenset(document.get("red_recipients", ())),
-            retention_days=_retention(document),
-        )
+        found[document["id"]] = _definition(document)
     return Collections(found)
+
+
+def _definition(document: dict[str, Any]) -> CollectionDef:
+    return CollectionDef(
+        id=document["id"], api_root=document["api_root"], title=document["title"],
+        description=document.get("description", ""), alias=document.get("alias"),
+        media_types=tuple(document.get("media_types", [STIX_21])),
+        readers=frozenset(document["read"]), writers=frozenset(document["write"]),
+        default_rank=TLP_RANKS[document["default_marking"]],
+        require_marking=document.get("require_marking", False),
+        custom_properties=document.get("custom_properties", True),
+        clearances={who: TLP_RANKS[tlp] for who, tlp in document.get("clearance", {}).items()},
+        red_recipients=frozenset(document.get("red_recipients", ())),
+        retention_days=_retention(document),
+    )

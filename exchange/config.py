@@ -6,7 +6,7 @@ import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,8 @@ from .schemas import validate
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 MIB = 1024 * 1024
-RESERVED_PATHS = frozenset({"taxii2", "extensions", "ui"})  # not available as API root names
+# Not available as API root names: the server's own paths.
+RESERVED_PATHS = frozenset({"taxii2", "extensions", "ui", "healthz", "readyz", "metrics"})
 
 DEFAULTS: dict[str, Any] = {
     "title": "taxii-exchange",
@@ -55,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "login_failure_window_seconds": 300,
     "purge_interval_seconds": 3600,
     "ui_session_seconds": 28800,
+    "log_format": "text",
+    "metrics_token": "",
     "api_roots": {
         "cybercrime": {"title": "Cybercrime exchange",
                        "description": "Indicators, sightings and partner submissions"},
@@ -82,7 +85,8 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "tls_key": str, "tls_client_ca": str, "tls_client_certificate": str,
     "login_failures_per_address": int,
     "login_failures_per_partner_and_address": int, "login_failure_window_seconds": float,
-    "purge_interval_seconds": float, "ui_session_seconds": int,
+    "purge_interval_seconds": float, "ui_session_seconds": int, "log_format": str,
+    "metrics_token": str,
 }
 LIMITS = ("max_url_bytes", "max_header_bytes", "max_request_head_bytes",
           "request_timeout_seconds", "keep_alive_seconds", "rate_limit_per_second",
@@ -140,6 +144,9 @@ class Settings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None  # with it, clients are asked for a certificate
     tls_client_certificate: str = "optional"  # or "required"
+    log_format: str = "text"  # request log lines: uvicorn's text, or one JSON object each
+    # When set, /metrics needs it as a bearer token (compared in constant time).
+    metrics_token: str = field(default="", repr=False)
 
     def api_root(self, name: str) -> ApiRootSettings | None:
         return next((r for r in self.api_roots if r.name == name), None)
@@ -230,4 +237,5 @@ def load_settings(path: str | Path | None = None,
         tls_certificate=optional_file("tls_certificate"), tls_key=optional_file("tls_key"),
         tls_client_ca=optional_file("tls_client_ca"),
         tls_client_certificate=merged["tls_client_certificate"],
+        log_format=merged["log_format"], metrics_token=merged["metrics_token"],
     )

@@ -125,11 +125,15 @@ def _detail(obj: Any, message: str) -> dict[str, Any]:
 
 class Ingest:
     def __init__(self, store: Store,
-                 writers: Callable[[str, str], Writer | None] = lambda _p, _c: None) -> None:
+                 writers: Callable[[str, str], Writer | None] = lambda _p, _c: None, *,
+                 on_stored: Callable[[str, int], None] | None = None) -> None:
         """`writers(partner_id, collection_id)` gives the Writer a stored request is checked
-        with when it is processed (None: the partner or the collection is gone)."""
+        with when it is processed (None: the partner or the collection is gone).
+        `on_stored(collection_id, n)` hears of the new versions each write stored, once
+        committed (the metrics count them)."""
         self.store = store
         self.writers = writers
+        self.on_stored = on_stored
         # Requests accepted by this process, already checked: process() need not parse again.
         self._checked: dict[str, Checked] = {}
 
@@ -165,9 +169,17 @@ class Ingest:
             return None
         status, body = pending
         checked = self._checked.pop(status_id, None) or self._recheck(status, body)
-        return self.store.write(status.collection, checked.candidates, status_id,
-                                lambda outcomes: _complete(status, checked, outcomes),
+        stored: list[int] = []
+
+        def finish(outcomes: list[Outcome]) -> Status:
+            stored.append(sum(1 for o in outcomes if o.stored))
+            return _complete(status, checked, outcomes)
+
+        done = self.store.write(status.collection, checked.candidates, status_id, finish,
                                 _stored)
+        if done is not None and self.on_stored is not None and stored:
+            self.on_stored(status.collection, stored[-1])
+        return done
 
     def _recheck(self, status: Status, body: bytes) -> Checked:
         """A request accepted by another process (or before a restart): checked again with
@@ -216,6 +228,8 @@ class Ingest:
 
         self.store.write(collection, checked.candidates, None, finish,
                          (lambda _status: record(done)) if record else None)
+        if self.on_stored is not None:
+            self.on_stored(collection, sum(1 for o in done if o.stored))
         return done
 
 

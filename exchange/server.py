@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import ssl
+import tempfile
 from typing import Any
 
 from .config import Settings, load_settings
 from .errors import ConfigError
+
+MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # as ops/metrics.py reads it
 
 
 def app_from_environment() -> object:
@@ -45,18 +50,34 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:
-    import uvicorn
-
-    from .app import create_app
-    from .store.factory import open_store
-
     if not settings.partners_file.exists():
         raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
                           "`taxii-exchange partners add` (there are no default credentials)")
-    common = {**uvicorn_options(settings), "access_log": access_log}
+    # Set before prometheus-client is first imported (it decides its mode then): with several
+    # processes each writes its metrics into a fresh folder that any of them reads on a
+    # scrape (ops/metrics.py); left over from an earlier run, its counts would be added in.
+    metrics_dir = None
+    os.environ.pop(MULTIPROCESS, None)
     if workers > 1:
-        uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
-                    **common)
-    else:
-        uvicorn.run(create_app(settings, open_store(settings)),
-                    **common)
+        metrics_dir = tempfile.mkdtemp(prefix="taxii-exchange-metrics-")
+        os.environ[MULTIPROCESS] = metrics_dir
+    import uvicorn
+
+    from .app import create_app
+    from .ops.logs import uvicorn_log_config
+    from .store.factory import open_store
+
+    common = {**uvicorn_options(settings), "access_log": access_log}
+    log_config = uvicorn_log_config(settings.log_format, requests=access_log)
+    if log_config is not None:  # JSON request lines come from the app (ops/requests.py)
+        common.update(log_config=log_config, access_log=False)
+    try:
+        if workers > 1:
+            uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
+                        **common)
+        else:
+            uvicorn.run(create_app(settings, open_store(settings)),
+                        **common)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -39,11 +39,16 @@ NAMES = {"root": "api_root", "collection": "collection_id", "object_id": "object
          "status_id": "status_id", "extension_id": "extension_id"}
 
 
+# Probes and the scrape are the operators', not the TAXII API's (README, Operations).
+OPERATIONS = frozenset({"/healthz/", "/readyz/", "/metrics/"})
+
+
 def routes(env: Env) -> set[tuple[str, str]]:
     app = create_app(env.settings, SQLiteStore(env.settings.store_path))
     found = set()
     for route in app.router.routes:
-        if isinstance(route, Route) and route.include_in_schema is False:
+        if isinstance(route, Route) and route.include_in_schema is False \
+                and route.path not in OPERATIONS:
             path = re.sub(r"\{(\w+)\}", lambda m: "{" + NAMES[m.group(1)] + "}", route.path)
             path = "/openapi.json" if path == "/openapi.json/" else path
             found |= {(path, method.lower()) for method in route.methods or ()

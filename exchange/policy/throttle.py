@@ -81,7 +81,8 @@ class Throttle:
     def __init__(self, *, per_address: int = 30, per_partner_and_address: int = 10,
                  window_seconds: float = 300.0, max_entries: int = 10_000,
                  clock: Callable[[], float] = time.monotonic,
-                 on_throttled: Callable[[str, str | None], None] = log_throttled) -> None:
+                 on_throttled: Callable[[str, str | None], None] = log_throttled,
+                 on_failed: Callable[[], None] | None = None) -> None:
         self._addresses = _Window(per_address, window_seconds, max_entries)
         self._pairs = _Window(per_partner_and_address, window_seconds, max_entries)
         self._lock = threading.Lock()
@@ -89,6 +90,7 @@ class Throttle:
         # The one place a throttle event is reported (an audit trail can hook it): called once
         # when an address, or a partner id at an address, reaches its limit.
         self.on_throttled = on_throttled
+        self.on_failed = on_failed  # each failed login (the metrics count them)
 
     def __len__(self) -> int:
         return len(self._addresses.entries) + len(self._pairs.entries)
@@ -111,6 +113,8 @@ class Throttle:
             events: list[str | None] = [None] if self._addresses.fail(source, now) else []
             if partner_id is not None and self._pairs.fail((partner_id, source), now):
                 events.append(partner_id)
+        if self.on_failed is not None:
+            self.on_failed()
         for who in events:
             self.on_throttled(source, who)
 

@@ -16,6 +16,11 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    def ping(self) -> int:
+        """One cheap read that proves the store answers now (readiness), giving the number of
+        pushes waiting to be processed (a gauge read at scrape time). Raises Unavailable when
+        the store cannot answer."""
+
     def query(self, query: Query, *, with_body: bool) -> Page:
         """Entries matching `query` in the view of its visibility, oldest date_added first,
         at most `query.limit`. The visibility is applied inside the index scans."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -216,6 +217,15 @@ class SQLiteStore:
         return partner
 
     # -- reads -------------------------------------------------------------------------
+    def ping(self) -> int:
+        # An open connection goes on reading a file that was deleted or whose folder went
+        # away, while a process started now could not open it: the path must still be there.
+        if self.path != ":memory:" and not os.path.exists(self.path):
+            raise Unavailable(f"the store file {self.path} is not there", 5)
+        row = self._conn().execute(
+            "SELECT count(*) FROM statuses WHERE state = 'pending'").fetchone()
+        return int(row[0])
+
     def query(self, query: Query, *, with_body: bool) -> Page:
         conn = self._conn()
         key = self._key(conn, query.collection, create=False)
@@ -691,7 +701,7 @@ def _unavailable_when_busy(method: Callable[..., Any]) -> Callable[..., Any]:
 # Driver errors become the project's own: a locked or failing file is a 503 the client may
 # retry, never a raw sqlite3 error (a 500). Opening stays as it is: a server that cannot open
 # its store must not start.
-for _name in ("query", "write", "delete", "expired", "purge", "save_status", "get_status",
+for _name in ("ping", "query", "write", "delete", "expired", "purge", "save_status", "get_status",
               "claim_pending", "pending_request", "get_state", "put_state", "claim", "release",
               "append_audit", "audit_records", "prune_audit"):
     setattr(SQLiteStore, _name, _unavailable_when_busy(getattr(SQLiteStore, _name)))

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..ops.facts import note_partner
 from ..policy.auth import Authenticator
 from ..policy.partners import Partner
 
@@ -83,6 +84,8 @@ def certificate(request: Request, header: str = "") -> str | None:
 def authenticate(request: Request, auth: Authenticator, cert_header: str = "") -> Partner:
     """The partner a request's credentials name (see policy/auth.py for what is accepted)."""
     headers = request.headers
-    return auth.authenticate(headers.get("authorization"), api_key=headers.get("x-api-key"),
-                             certificate=certificate(request, cert_header),
-                             address=address(request))
+    partner = auth.authenticate(headers.get("authorization"), api_key=headers.get("x-api-key"),
+                                certificate=certificate(request, cert_header),
+                                address=address(request))
+    note_partner(request.scope, partner.id)  # for the request log
+    return partner

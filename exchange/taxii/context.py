@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from ..audit import Trail
 from ..config import Settings
 from ..ingest import Ingest, Worker
+from ..ops.metrics import Metrics
 from ..policy.auth import Authenticator
 from ..policy.gate import Gate
 from .ratelimit import RateLimiter
@@ -21,3 +22,4 @@ class Services:
     worker: Worker
     trail: Trail  # read records, batched (writes record theirs in their transaction)
     limiter: RateLimiter  # requests per partner
+    metrics: Metrics

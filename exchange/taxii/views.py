@@ -172,6 +172,7 @@ def get_objects(request: Request, root: str, collection: str) -> Response:
     """5.4 Get Objects: filters, keyset paging, bodies joined from stored bytes."""
     with _audited(request, "read") as seen:
         page = _collection_page(request, seen, root, collection, with_body=True)
+        _services(request).metrics.objects_served(seen.collection or "", len(page.entries))
         return responses.envelope(page)
 
 
@@ -254,6 +255,7 @@ def get_object(request: Request, root: str, collection: str, object_id: str) -> 
     with _audited(request, "read") as seen:
         page = _object_page(request, seen, root, collection, object_id, params.OBJECT,
                             with_body=True)
+        _services(request).metrics.objects_served(seen.collection or "", len(page.entries))
         return responses.envelope(page)
 
 

@@ -1,0 +1,1 @@
+"""What operators run the server with: probes, metrics, request logs."""
