@@ -63,8 +63,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
                         limiter=RateLimiter(settings.rate_limit_per_second,
                                             settings.rate_limit_burst))
     purger = Purger(store, collections, settings.purge_interval_seconds)
-    syncer = Syncer(Federation(store, gate, ingest, collections, auth.partner,
-                               load_peers(settings.peers_file)))
+    federation = Federation(store, gate, ingest, collections, auth.partner,
+                            load_peers(settings.peers_file))
+    syncer = Syncer(federation)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -95,7 +96,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     openapi.install(app)  # likewise /openapi.json/
     # The analyst pages, with HTML error pages of their own; before the TAXII routes, which
     # would take /ui/collections/ as an API root's collections.
-    app.mount("/ui", pages.build(settings, gate, auth, trail, store))
+    app.mount("/ui", pages.build(settings, gate, auth, trail, store, ingest=ingest,
+                                 sync_status=federation.status))
     views.install(app)
 
     @app.exception_handler(ExchangeError)
