@@ -148,10 +148,17 @@ async def upload(request: Request) -> Response:
             raise TooLarge(f"the file is larger than this server takes from the upload page "
                            f"({_size(settings.ui_upload_max_bytes)}, ui_upload_max_bytes): "
                            "load it with `taxii-exchange ingest`, or split it") from None
-        text = {k: v for k, v in form.items() if isinstance(v, str)}
-        if not same(visitor.csrf, text.get("csrf")):
-            raise Forbidden("the form expired or did not come from this site: reload the page")
-        tally, rejects, name, target_id = await _upload(request, visitor, form, text, facts)
+        try:
+            text = {k: v for k, v in form.items() if isinstance(v, str)}
+            if not same(visitor.csrf, text.get("csrf")):
+                raise Forbidden("the form expired or did not come from this site: reload the "
+                                "page")
+            tally, rejects, name, target_id = await _upload(request, visitor, form, text,
+                                                            facts)
+        finally:
+            for value in form.values():
+                if isinstance(value, UploadFile):
+                    await value.close()
     except ExchangeError as exc:
         trail.later("upload", visitor.partner.id, result=status(exc), error=exc.title, **facts)
         raise
@@ -209,10 +216,7 @@ async def _upload(request: Request, visitor: pages.Visitor, form: dict[str, Any]
             return feed(_work(request).ingest, target.collection, parser, [path], context,
                         writer, reject, parallel=False, names=[name], face="ui")
 
-    try:
-        tally = await run_in_threadpool(run)
-    finally:
-        await upload_file.close()
+    tally = await run_in_threadpool(run)
     return tally, rejects, name, target.collection.id
 
 
