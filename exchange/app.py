@@ -69,8 +69,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
                                             settings.rate_limit_burst),
                         metrics=metrics)
     purger = Purger(store, collections, settings.purge_interval_seconds)
-    syncer = Syncer(Federation(store, gate, ingest, collections, auth.partner,
-                               load_peers(settings.peers_file)))
+    federation = Federation(store, gate, ingest, collections, auth.partner,
+                            load_peers(settings.peers_file))
+    syncer = Syncer(federation)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -105,7 +106,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     openapi.install(app)  # likewise /openapi.json/
     # The analyst pages, with HTML error pages of their own; before the TAXII routes, which
     # would take /ui/collections/ as an API root's collections.
-    app.mount("/ui", pages.build(settings, gate, auth, trail, store))
+    app.mount("/ui", pages.build(settings, gate, auth, trail, store, ingest=ingest,
+                                 sync_status=federation.status))
     views.install(app)
 
     @app.exception_handler(ExchangeError)

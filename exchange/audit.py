@@ -236,6 +236,53 @@ def prune(store: Store, before: int, *, dry_run: bool = False, by: str = "") -> 
     return done, through
 
 
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """Which records an administrator looks for; empty fields match every record."""
+
+    partner: str = ""
+    face: str = ""  # 'ui' for the pages; 'api' for what has no face (the TAXII API, commands)
+    kind: str = ""  # read, push, stored, ingest, admin...
+    collection: str = ""
+    since: int | None = None  # microseconds, inclusive
+    until: int | None = None  # microseconds, exclusive
+
+    def __call__(self, doc: dict[str, Any], at: int) -> bool:
+        face = doc.get("face", "api")
+        return (not self.partner or doc.get("partner") == self.partner) and \
+            (not self.face or face == self.face) and \
+            (not self.kind or doc.get("kind") == self.kind) and \
+            (not self.collection or doc.get("collection") == self.collection) and \
+            (self.since is None or at >= self.since) and \
+            (self.until is None or at < self.until)
+
+
+def newest(store: Store, wanted: Wanted, before: int | None = None, limit: int = 50,
+           budget: int = 20_000) -> tuple[list[dict[str, Any]], int | None]:
+    """Up to `limit` records `wanted` selects, newest first, from below record `before`, and
+    where to go on from (None: nothing older). At most `budget` records are looked at per
+    call, so a rare filter answers in bounded time and the next call goes on from there.
+    Records are in time order but for clock steps, so the walk stops at the first record older
+    than `since`."""
+    found: list[dict[str, Any]] = []
+    looked = 0
+    while looked < budget:
+        batch = store.audit_newest(before, min(1000, budget - looked))
+        if not batch:
+            return found, None
+        for record in batch:
+            looked += 1
+            before = record.seq
+            if wanted.since is not None and record.at < wanted.since:
+                return found, None
+            doc = orjson.loads(record.body)
+            if wanted(doc, record.at):
+                found.append({"seq": record.seq, **doc})
+                if len(found) == limit:
+                    return found, record.seq if record.seq > 1 else None
+    return found, before
+
+
 def export(store: Store, since: int | None = None, partner: str | None = None
            ) -> Iterator[dict[str, Any]]:
     """Records made at or after `since` (microseconds), of one partner if given, in order,

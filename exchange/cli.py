@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="highest TLP it may receive (default clear)")
     add.add_argument("--relay-for", action="append", default=[], metavar="IDENTITY",
                      help="an identity it may push objects for (repeatable)")
+    add.add_argument("--admin", action="store_true",
+                     help="an administrator: may see the audit trail and federation status on "
+                     "the analyst pages")
     change = actions.add_parser("set", help="change a partner's clearance, relays, name or "
                                 "groups (credentials stay)")
     change.add_argument("id")
@@ -85,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "replaces the list)")
     change.add_argument("--no-cert", action="store_true",
                         help="no client certificate is this partner")
+    change.add_argument("--admin", action=argparse.BooleanOptionalAction, default=None,
+                        help="make it an administrator (--no-admin: no longer one)")
     actions.add_parser("list", help="list partners (never secrets)")
     rotate = actions.add_parser("rotate", help="replace a partner's password and token")
     rotate.add_argument("id")

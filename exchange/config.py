@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "ui_session_seconds": 28800,
     "log_format": "text",
     "metrics_token": "",
+    "ui_upload_max_bytes": 20 * MIB,
     "api_roots": {
         "cybercrime": {"title": "Cybercrime exchange",
                        "description": "Indicators, sightings and partner submissions"},
@@ -86,7 +87,7 @@ ENVIRONMENT: dict[str, Callable[[str], Any]] = {
     "login_failures_per_address": int,
     "login_failures_per_partner_and_address": int, "login_failure_window_seconds": float,
     "purge_interval_seconds": float, "ui_session_seconds": int, "log_format": str,
-    "metrics_token": str,
+    "metrics_token": str, "ui_upload_max_bytes": int,
 }
 LIMITS = ("max_url_bytes", "max_header_bytes", "max_request_head_bytes",
           "request_timeout_seconds", "keep_alive_seconds", "rate_limit_per_second",
@@ -137,6 +138,8 @@ class Settings:
     purge_interval_seconds: float = 3600.0
     # How long an analyst stays signed in to the web pages (/ui/), from sign-in.
     ui_session_seconds: int = 28800
+    # The largest file an analyst may upload on the pages (the whole form, in bytes).
+    ui_upload_max_bytes: int = 20 * MIB
     # A header a trusted proxy puts the verified client certificate in ('' : none).
     client_cert_header: str = ""
     # TLS terminated by the server itself (None: plain HTTP, TLS in front of it).
@@ -229,6 +232,7 @@ def load_settings(path: str | Path | None = None,
         **{key: merged[key] for key in LIMITS},
         purge_interval_seconds=merged["purge_interval_seconds"],
         ui_session_seconds=merged["ui_session_seconds"],
+        ui_upload_max_bytes=merged["ui_upload_max_bytes"],
         trusted_proxies=proxies,
         login_failures_per_address=merged["login_failures_per_address"],
         login_failures_per_partner_and_address=merged["login_failures_per_partner_and_address"],

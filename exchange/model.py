@@ -46,6 +46,14 @@ class Filters:
 
     `after` is the date_added (microseconds) of the last entry already seen: it comes from
     `added_after` or from a `next` token, whichever is later.
+
+    `refers_to` (an object id; not a TAXII filter) selects the versions that reference that
+    id: any `*_ref` or `*_refs` property at any depth, as `stix.references` finds them (a
+    relationship's source or target, a sighting's sighting_of_ref, a report's object_refs),
+    never an author or a marking. With it, `versions`, `spec_versions`, `after` and `limit`
+    apply as usual (newest versions by default, in date_added order, keyset-paged) and `ids`
+    and `types` must be empty. A backend answers it from what it keeps of each version's
+    references at write time, with the visibility applied inside that scan.
     """
 
     limit: int
@@ -54,6 +62,7 @@ class Filters:
     versions: tuple[str, ...] = (LAST,)
     spec_versions: tuple[str, ...] = ()  # empty: the latest spec_version of each version
     after: int | None = None
+    refers_to: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -73,7 +82,8 @@ class Query(Filters):
            visibility: Visibility | None) -> Query:
         return cls(collection=collection, visibility=visibility, limit=filters.limit,
                    ids=filters.ids, types=filters.types, versions=filters.versions,
-                   spec_versions=filters.spec_versions, after=filters.after)
+                   spec_versions=filters.spec_versions, after=filters.after,
+                   refers_to=filters.refers_to)
 
 
 @dataclass(frozen=True, slots=True)

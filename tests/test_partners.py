@@ -120,6 +120,37 @@ def test_list_shows_partners_but_no_secrets(file: Path, capsys):
     assert "argon2" not in out and not re.search(r"[0-9a-f]{64}", out)
 
 
+@pytest.mark.parametrize("steps, expected", [
+    pytest.param([], "no", id="a new partner is no administrator"),
+    pytest.param([["set", "gamma", "--admin"]], "yes", id="set --admin makes one"),
+    pytest.param([["set", "gamma", "--admin"], ["set", "gamma", "--no-admin"]], "no",
+                 id="set --no-admin unmakes one"),
+    pytest.param([["set", "gamma", "--name", "Gamma CERT"]], "no",
+                 id="another change leaves it as it was"),
+])
+def test_administrators_are_made_on_the_command_line_and_listed(
+        file: Path, capsys, steps: list[list[str]], expected: str):
+    code, _, _ = run(capsys, "partners", "--file", str(file), "add", "gamma", "--name", "G")
+    assert code == 0
+    for step in steps:
+        assert run(capsys, "partners", "--file", str(file), *step)[0] == 0
+    _, out, _ = run(capsys, "partners", "--file", str(file), "list")
+    header, *rows = [line.split("\t") for line in out.splitlines()]
+    assert header[-1] == "admin"
+    assert [row[-1] for row in rows if row[0] == "gamma"] == [expected]
+    assert partners.load(file)["gamma"].admin is (expected == "yes")
+
+
+def test_add_admin_writes_the_attribute_to_the_file(file: Path, capsys):
+    code, out, _ = run(capsys, "partners", "--file", str(file), "add", "root", "--name", "Root",
+                       "--admin")
+    assert code == 0 and "administrator: yes" in out
+    [item] = [p for p in yaml.safe_load(file.read_text())["partners"] if p["id"] == "root"]
+    assert item["admin"] is True
+    assert "admin" not in next(p for p in yaml.safe_load(file.read_text())["partners"]
+                               if p["id"] == "acme")
+
+
 def test_add_refuses_an_existing_or_malformed_partner(file: Path, capsys):
     before = file.read_bytes()
     code, _, err = run(capsys, "partners", "--file", str(file), "add", "acme", "--name", "Again")

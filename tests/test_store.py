@@ -516,6 +516,84 @@ def test_a_failed_write_stores_nothing_and_leaves_the_request_pending(store: Sto
     assert write(store, sdo(1), status_id=status.id)[0].stored  # a retry works
 
 
+# -- versions that reference an id (refers_to) ------------------------------------------------
+
+TARGET = sdo(900, kind="malware", name="family", is_family=True)
+CLEAR_TARGET = dataclasses.replace(candidate(TARGET), rank=0)  # referrers keep their own rank
+
+
+def referring(uid: int, modified: str = "2024-01-01T00:00:00.000Z", rank: int = 0,
+              pusher: str = "", **extra: Any) -> Candidate:
+    """A relationship from indicator `uid` to TARGET, at a TLP rank, as ingest makes one."""
+    obj = sdo(uid, modified, kind="relationship", relationship_type="indicates",
+              source_ref=sdo(uid)["id"], target_ref=TARGET["id"], **extra)
+    return dataclasses.replace(candidate(obj), refs=(sdo(uid)["id"], TARGET["id"]), rank=rank,
+                               pusher=pusher)
+
+
+def referrers(store: Store, view: Visibility | None = None, limit: int = 1000,
+              **filters: Any) -> list[tuple[str, str]]:
+    query = Query(collection=COLL, limit=limit, refers_to=TARGET["id"], visibility=view,
+                  **filters)
+    return versions_of(store.query(query, with_body=False).entries)
+
+
+def test_refers_to_reads_the_newest_versions_that_reference_an_id(store: Store):
+    nested = dataclasses.replace(candidate(sdo(5, kind="report", object_refs=[TARGET["id"]])),
+                                 refs=(TARGET["id"],))
+    write(store, candidate(TARGET), referring(1), referring(2), referring(2, V2), nested,
+          candidate(sdo(3, kind="relationship", relationship_type="uses",
+                        source_ref=sdo(3)["id"], target_ref=sdo(4)["id"])))
+    newest = [(sdo(1, kind="relationship")["id"], "2024-01-01T00:00:00.000Z"),
+              (sdo(2, kind="relationship")["id"], V2), (sdo(5, kind="report")["id"],
+                                                        "2024-01-01T00:00:00.000Z")]
+    assert sorted(referrers(store)) == sorted(newest)
+    assert len(referrers(store, versions=(ALL,))) == 4
+    assert referrers(store, versions=(ALL,), limit=1000) == \
+        versions_of(sorted(store.query(Query(collection=COLL, limit=1000, refers_to=TARGET["id"],
+                                             versions=(ALL,)), with_body=False).entries,
+                           key=lambda e: e.date_added))  # oldest date_added first
+
+
+def test_refers_to_pages_with_the_date_added_of_the_last_entry(store: Store):
+    write(store, candidate(TARGET), *(referring(i) for i in range(1, 8)))
+    seen, after = [], None
+    while True:
+        page = store.query(Query(collection=COLL, limit=3, refers_to=TARGET["id"], after=after),
+                           with_body=False)
+        seen += versions_of(page.entries)
+        if not page.more:
+            break
+        after = page.last_added
+    assert seen == [(sdo(i, kind="relationship")["id"], "2024-01-01T00:00:00.000Z")
+                    for i in range(1, 8)]
+
+
+@pytest.mark.parametrize("view, expected", [
+    pytest.param(None, [1, 2, 3], id="unrestricted: every referrer"),
+    pytest.param(Visibility(max_rank=1), [1], id="GREEN reader: not the AMBER or RED one"),
+    pytest.param(Visibility(max_rank=1, pusher="carol"), [1, 3],
+                 id="GREEN reader sees its own RED push"),
+    pytest.param(Visibility(max_rank=2), [1, 2], id="AMBER reader"),
+])
+def test_refers_to_applies_the_visibility_inside_the_scan(store: Store, view: Visibility | None,
+                                                          expected: list[int]):
+    write(store, CLEAR_TARGET, referring(1, rank=1), referring(2, rank=2),
+          referring(3, rank=RED, pusher="carol"))
+    got = referrers(store, view, limit=1)  # one per page: a withheld row must not take a slot
+    assert got == [(sdo(expected[0], kind="relationship")["id"], "2024-01-01T00:00:00.000Z")]
+    assert [ident for ident, _ in referrers(store, view)] == \
+        [sdo(i, kind="relationship")["id"] for i in expected]
+
+
+def test_refers_to_the_newest_version_the_reader_may_see(store: Store):
+    """A GREEN reader gets the GREEN first version of a relationship whose newest is AMBER."""
+    write(store, CLEAR_TARGET, referring(1, rank=1), referring(1, V2, rank=2))
+    assert referrers(store, Visibility(max_rank=1)) == \
+        [(sdo(1, kind="relationship")["id"], "2024-01-01T00:00:00.000Z")]
+    assert referrers(store, Visibility(max_rank=2)) == [(sdo(1, kind="relationship")["id"], V2)]
+
+
 # -- SQLite: every read is an index range scan --------------------------------------------
 
 def _assert_index_scan(plan: str) -> None:
@@ -579,6 +657,33 @@ def test_sqlite_restricted_reads_are_one_range_per_rank(tmp_path: Path, query: Q
         assert all("coll=?" in s for s in searches), plan
         assert "SCAN objects" not in plan, plan
         assert "SEARCH o USING INTEGER PRIMARY KEY (rowid=?)" in plan  # bodies of the page only
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("query", [
+    pytest.param(Query(collection=COLL, limit=50, refers_to=TARGET["id"]), id="everything"),
+    pytest.param(Query(collection=COLL, limit=50, refers_to=TARGET["id"], after=now_micros()),
+                 id="everything-next-page"),
+    pytest.param(Query(collection=COLL, limit=50, refers_to=TARGET["id"], visibility=GREEN_VIEW),
+                 id="restricted"),
+    pytest.param(Query(collection=COLL, limit=50, refers_to=TARGET["id"], visibility=GREEN_VIEW,
+                       after=now_micros(), versions=(ALL,)), id="restricted-all-next-page"),
+])
+def test_sqlite_refers_to_is_one_range_of_the_refs_index(tmp_path: Path, query: Query):
+    """Referrers are one range of refs (coll, dst, seq) in order, each joined to its version by
+    seq, where the visibility is decided: no scan of objects, no sort."""
+    store = SQLiteStore(tmp_path / "plan.sqlite3")
+    store.open()
+    try:
+        write(store, candidate(TARGET), *(referring(i, rank=i % 3) for i in range(1, 60)))
+        plan = store.explain(query)
+        assert "SEARCH r USING PRIMARY KEY (coll=? AND dst=?" in plan, plan
+        assert "SEARCH o USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+        assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+        if query.after is not None:
+            assert "USING INDEX objects_added (coll=? AND added<?)" in plan \
+                or "USING COVERING INDEX objects_added (coll=? AND added<?)" in plan, plan
     finally:
         store.close()
 

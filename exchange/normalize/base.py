@@ -98,6 +98,9 @@ class Context:
     accuracy: str | None = None  # 1-4
     confidence: int | None = None  # 0-100, on the SDOs and SROs this exchange authors
     references: tuple[dict[str, str], ...] = ()  # external references for the file's report
+    # A partner's own identity id as the source (an upload on the pages): the partner authors
+    # what it loads, so its objects pass the same provenance check as its TAXII pushes.
+    source_ref: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.handling if c not in HANDLING_CODES]
@@ -113,7 +116,7 @@ class Context:
 
     @cached_property
     def source_id(self) -> str:
-        return sdo_id("identity", self.source_name.strip().lower())
+        return self.source_ref or sdo_id("identity", self.source_name.strip().lower())
 
     @cached_property
     def facet(self) -> str:
@@ -140,9 +143,9 @@ class Context:
     def identity(self) -> dict[str, Any]:
         """The source, public whatever a run's TLP: every reader may know who said what, and
         one identity stays one version across runs at any TLP. This project states it, so
-        the project's identity is its author."""
+        the project's identity is its author (a partner's own identity states itself)."""
         return {"type": "identity", "spec_version": "2.1", "id": self.source_id,
-                "created_by_ref": SERVER_IDENTITY,
+                "created_by_ref": self.source_ref or SERVER_IDENTITY,
                 "created": REFERENCE_TIME, "modified": REFERENCE_TIME,
                 "name": self.source_name.strip(), "identity_class": "organization",
                 "object_marking_refs": [TLP["clear"]]}
@@ -150,7 +153,11 @@ class Context:
     def preamble(self, extensions: tuple[str, ...] = ()) -> list[dict[str, Any]]:
         """Objects every file starts with: the source identity, its author (the project's
         identity), and the definitions of the extensions its objects may carry (`extensions`,
-        and handling when the run sets it), so consumers can resolve them."""
+        and handling when the run sets it), so consumers can resolve them. A partner's load
+        states only its own identity: the rest is this server's to state (it serves the
+        definitions at /extensions/), and a partner may push only under its own identity."""
+        if self.source_ref:
+            return [self.identity()]
         found = [self.identity(), server_identity()]
         found += [ext.definition(e) for e in extensions]
         if self.extensions:

@@ -7,17 +7,18 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
 from .. import audit
-from ..collections import load_collections
+from ..collections import CollectionDef, load_collections
 from ..config import Settings
 from ..errors import ConfigError
 from ..ingest import Ingest, Writer
 from ..model import AuditEntry, Outcome
 from . import PARSERS
-from .base import Context, Tally
+from .base import Context, Parser, Tally
 from .run import Run, progress_stream
 from .values import BadValue
 
@@ -94,10 +95,7 @@ def load(settings: Settings, format_name: str, collection: str,
             raise ConfigError(f"no input file {path}")
     if confidence is not None and not 0 <= confidence <= 100:
         raise ConfigError("--confidence must be between 0 and 100")
-    try:
-        parser = parser_class(dict(options or {}))
-    except BadValue as exc:
-        raise ConfigError(str(exc)) from None
+    parser = make_parser(format_name, options)
     if confidence is None:
         confidence = parser.default_confidence
     try:
@@ -121,12 +119,37 @@ def load(settings: Settings, format_name: str, collection: str,
                     return sys.stderr.write(line.decode())
             # The progress line shares standard error only when rejects go to a file.
             show = progress and rejects
-            def stored(done: list[Outcome]) -> AuditEntry:
-                return audit.entry("ingest", "", collection=target.id, format=format_name,
-                                   files=[str(p) for p in inputs], **audit.outcomes(done))
-
-            run = Run(Ingest(store), collection=target.id, writer=writer, rejects=write,
-                      progress=progress_stream() if show else None, record=stored)
-            return run.files(parser, inputs, context)
+            return feed(Ingest(store), target, parser, inputs, context, writer, write,
+                        progress=progress_stream() if show else None)
     finally:
         store.close()
+
+
+def make_parser(format_name: str, options: Mapping[str, str] | None = None) -> Parser:
+    """A format's parser with its settings; ConfigError for an unknown format or option."""
+    parser_class = PARSERS.get(format_name)
+    if parser_class is None:
+        raise ConfigError(f"unknown format {format_name!r}; known: {', '.join(PARSERS)}")
+    try:
+        return parser_class(dict(options or {}))
+    except BadValue as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def feed(ingest: Ingest, target: CollectionDef, parser: Parser, inputs: Sequence[Path],
+         context: Context, writer: Writer, rejects: Callable[[bytes], object], *,
+         progress: TextIO | None = None, parallel: bool | None = None,
+         names: Sequence[str] | None = None, face: str | None = None) -> Tally:
+    """The one way input files enter a collection, for the `ingest` command and for an upload
+    on the pages: normalised by `parser`, checked as `writer` (an operator's load, or a
+    partner with its identity, relays and the collection's rules) and stored through
+    `ingest`, each batch with its audit record (made by the writer's partner; `names` are the
+    files as the record names them, `face` where the load came from)."""
+    def stored(done: list[Outcome]) -> AuditEntry:
+        return audit.entry("ingest", writer.pusher, collection=target.id, format=parser.name,
+                           files=list(names) if names is not None else [str(p) for p in inputs],
+                           face=face, **audit.outcomes(done))
+
+    run = Run(ingest, collection=target.id, writer=writer, rejects=rejects, progress=progress,
+              record=stored)
+    return run.files(parser, inputs, context, parallel=parallel)

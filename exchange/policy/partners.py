@@ -70,6 +70,7 @@ class Partner:
     # SHA-256 fingerprints of the DER (lower-case hex, no colons).
     cert_subjects: tuple[str, ...] = ()
     cert_fingerprints: tuple[str, ...] = ()
+    admin: bool = False  # may see the audit trail and federation status on the pages
 
     @property
     def principals(self) -> frozenset[str]:
@@ -178,6 +179,7 @@ def load(path: Path) -> dict[str, Partner]:
             tokens=tokens, clearance=TLP_RANKS[item.get("clearance", "clear")],
             relay_for=frozenset(item.get("relay_for", ())),
             cert_subjects=subjects, cert_fingerprints=fingerprints,
+            admin=item.get("admin", False),
         )
     _check_certificates(path, partners)
     return partners
@@ -220,6 +222,8 @@ def save(path: Path, partners: dict[str, Partner]) -> None:
     for p in partners.values():
         item: dict[str, Any] = {"id": p.id, "name": p.name, "identity": p.identity,
                                 "groups": list(p.groups), "clearance": TLP_NAMES[p.clearance]}
+        if p.admin:
+            item["admin"] = True
         if p.relay_for:
             item["relay_for"] = sorted(p.relay_for)
         if p.password_hash:
@@ -261,7 +265,7 @@ def _new_secrets(partner_id: str) -> tuple[Credentials, str, Token]:
 
 def add(path: Path, partner_id: str, name: str, groups: tuple[str, ...] = (),
         identity: str | None = None, clearance: str = "clear",
-        relay_for: tuple[str, ...] = ()) -> Credentials:
+        relay_for: tuple[str, ...] = (), admin: bool = False) -> Credentials:
     if not PARTNER_ID_RE.match(partner_id):
         raise ConfigError("a partner id is 1-64 lower-case letters, digits, '.', '_' or '-'")
     partners = load(path)
@@ -271,7 +275,7 @@ def add(path: Path, partner_id: str, name: str, groups: tuple[str, ...] = (),
     partners[partner_id] = Partner(
         id=partner_id, name=name, identity=identity or f"identity--{uuid.uuid4()}",
         groups=groups, password_hash=pw_hash, tokens=(entry,),
-        clearance=_rank(clearance), relay_for=frozenset(relay_for),
+        clearance=_rank(clearance), relay_for=frozenset(relay_for), admin=admin,
     )
     save(path, partners)
     return credentials
@@ -281,10 +285,11 @@ def update(path: Path, partner_id: str, *, clearance: str | None = None,
            relay_for: tuple[str, ...] | None = None, name: str | None = None,
            groups: tuple[str, ...] | None = None,
            cert_subjects: tuple[str, ...] | None = None,
-           cert_fingerprints: tuple[str, ...] | None = None) -> Partner:
-    """Change a partner's clearance, relayed identities, name, groups or client certificates
-    (None: unchanged). A running server applies the change within a second, as for any change
-    of the file."""
+           cert_fingerprints: tuple[str, ...] | None = None,
+           admin: bool | None = None) -> Partner:
+    """Change a partner's clearance, relayed identities, name, groups, client certificates
+    or administrator right (None: unchanged). A running server applies the change within a
+    second, as for any change of the file."""
     partners = load(path)
     if partner_id not in partners:
         raise ConfigError(f"no partner {partner_id!r}")
@@ -297,7 +302,8 @@ def update(path: Path, partner_id: str, *, clearance: str | None = None,
         cert_subjects=current.cert_subjects if cert_subjects is None else
         tuple(normalise_subject(s) for s in cert_subjects),
         cert_fingerprints=current.cert_fingerprints if cert_fingerprints is None else
-        tuple(normalise_fingerprint(f) for f in cert_fingerprints))
+        tuple(normalise_fingerprint(f) for f in cert_fingerprints),
+        admin=current.admin if admin is None else admin)
     save(path, partners)
     return partners[partner_id]
 

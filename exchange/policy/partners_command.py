@@ -34,8 +34,11 @@ def _partners(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file) if args.file else settings.partners_file
     if args.action == "add":
         _print_credentials(partners.add(path, args.id, args.name, tuple(args.group),
-                                        args.identity, args.clearance, tuple(args.relay_for)))
+                                        args.identity, args.clearance, tuple(args.relay_for),
+                                        admin=args.admin))
         print(f"clearance: {args.clearance}")
+        if args.admin:
+            print("administrator: yes")
     elif args.action == "set":
         relays = () if args.no_relay else \
             (tuple(args.relay_for) if args.relay_for is not None else None)
@@ -45,7 +48,7 @@ def _partners(args: argparse.Namespace, settings: Settings) -> int:
         changed = partners.update(path, args.id, clearance=args.clearance, relay_for=relays,
                                   name=args.name,
                                   groups=tuple(args.group) if args.group is not None else None,
-                                  **certs)
+                                  admin=args.admin, **certs)
         print(_line(changed))
     elif args.action == "rotate":
         _print_credentials(partners.rotate(path, args.id))
@@ -55,7 +58,7 @@ def _partners(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "token":
         return _tokens(args, path, settings)
     else:
-        print("id\tname\tgroups\tclearance\tidentity\trelays for")
+        print("id\tname\tgroups\tclearance\tidentity\trelays for\tadmin")
         for p in partners.load(path).values():
             print(_line(p))
     return 0
@@ -125,4 +128,4 @@ def _optional(values: list[str] | None) -> tuple[str, ...] | None:
 
 def _line(p: partners.Partner) -> str:
     return (f"{p.id}\t{p.name}\t{','.join(p.groups)}\t{TLP_NAMES[p.clearance]}\t"
-            f"{p.identity}\t{','.join(sorted(p.relay_for))}")
+            f"{p.identity}\t{','.join(sorted(p.relay_for))}\t{'yes' if p.admin else 'no'}")

@@ -69,6 +69,10 @@ class Store(Protocol):
         """Audit records numbered after `after`, in order; with `since` (microseconds), from
         the first record made at or after it (later ones may be older: check `at`)."""
 
+    def audit_newest(self, before: int | None = None, limit: int = 1000) -> list[AuditRecord]:
+        """Audit records numbered below `before` (None: from the last one), newest first: the
+        administrators' page reads the trail backwards, a window at a time."""
+
     def get_status(self, api_root: str, status_id: str) -> Status | None: ...
 
     def claim_pending(self, lease_seconds: float, status_id: str | None = None) -> list[str]:

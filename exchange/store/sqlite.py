@@ -414,6 +414,13 @@ class SQLiteStore:
         return [AuditRecord(seq, at, str(partner), _bytes(body), _bytes(digest))
                 for seq, at, partner, body, digest in rows]
 
+    def audit_newest(self, before: int | None = None, limit: int = 1000) -> list[AuditRecord]:
+        rows = self._conn().execute(
+            "SELECT seq, at, partner, body, hash FROM audit WHERE seq < ? ORDER BY seq DESC "
+            "LIMIT ?", (2**62 if before is None else before, limit)).fetchall()
+        return [AuditRecord(seq, at, str(partner), _bytes(body), _bytes(digest))
+                for seq, at, partner, body, digest in rows]
+
     def get_status(self, api_root: str, status_id: str) -> Status | None:
         row = self._conn().execute(
             "SELECT id, api_root, coll, partner, requested, state, doc FROM statuses "
@@ -703,5 +710,5 @@ def _unavailable_when_busy(method: Callable[..., Any]) -> Callable[..., Any]:
 # its store must not start.
 for _name in ("ping", "query", "write", "delete", "expired", "purge", "save_status", "get_status",
               "claim_pending", "pending_request", "get_state", "put_state", "claim", "release",
-              "append_audit", "audit_records", "prune_audit"):
+              "append_audit", "audit_records", "audit_newest", "prune_audit"):
     setattr(SQLiteStore, _name, _unavailable_when_busy(getattr(SQLiteStore, _name)))

@@ -39,6 +39,8 @@ def select(key: int, query: Query, with_body: bool, me: int, *, every: bool = Fa
     limit = -1 if every else query.limit + 1
     columns = "id, version, added, spec" + (", body" if with_body else "")
     view = query.visibility
+    if query.refers_to:
+        return _referrers(key, query, columns, limit, every, me, not_from)
     if view is None or view.everything:
         return _everything(key, query, columns, limit, every)
     return _restricted(key, query, columns, limit, every, view.max_rank, me, view.onward,
@@ -167,6 +169,46 @@ def _restricted(key: int, query: Query, columns: str, limit: int, every: bool, t
     sql = f"SELECT {outer} FROM (SELECT seq, added FROM ({union}) ORDER BY added LIMIT ?) m " \
           "JOIN objects o ON o.seq = m.seq"
     return sql, [*args, limit]
+
+
+# -- versions that reference one id ---------------------------------------------------------
+def _referrers(key: int, query: Query, columns: str, limit: int, every: bool, me: int,
+               not_from: int) -> tuple[str, list[Any]]:
+    """One range of the refs table (coll, dst, seq) joined row by row to the versions, with
+    the reader's whole predicate applied to each row inside that scan (as an id lookup is).
+
+    The refs rows come in seq order, and within a collection seq order is date_added order
+    (both only grow: a write takes seqs above every stored one and dates above the
+    collection's clock), so the scan needs no sort, and a `next` resumes with one seek: past
+    the seq of the last version added at or before `after`, found on (coll, added)."""
+    if query.ids or query.types:
+        raise ValueError("refers_to does not combine with ids or types")
+    view = query.visibility
+    if view is None or view.everything:
+        where, args = _selectors(query.versions)
+        where = f"({where})" if where else "1"
+    else:
+        seen, seen_args = _within(query.versions, view.max_rank, me)
+        if view.onward:
+            seen += " AND o.h2 = 0"
+        if not_from >= 0:
+            seen += " AND o.pusher != ?"
+            seen_args = [*seen_args, not_from]
+        own, own_args = _selectors(query.versions)
+        where = f"((o.rank <= ? AND {seen}) OR (o.pusher = ? AND ({own or '1'})))"
+        args = [view.max_rank, *seen_args, me, *own_args]
+    common, common_args = _common(query, every)
+    start, start_args = "", list[Any]()
+    if query.after is not None:
+        start = " AND r.seq > coalesce((SELECT seq FROM objects INDEXED BY objects_added " \
+                "WHERE coll = ? AND added <= ? ORDER BY added DESC LIMIT 1), 0)"
+        start_args = [key, query.after]
+    outer = ", ".join(f"o.{c.strip()}" for c in columns.split(","))
+    # CROSS JOIN keeps refs the outer loop: the scan is the refs range, never the objects.
+    sql = f"SELECT {outer} FROM refs r CROSS JOIN objects o ON o.seq = r.seq " \
+          f"WHERE r.coll = ? AND r.dst = ?{start} AND o.coll = ? AND {where}{common} " \
+          "ORDER BY r.seq LIMIT ?"
+    return sql, [key, id_hash(query.refers_to), *start_args, key, *args, *common_args, limit]
 
 
 def _within(versions: tuple[str, ...], t: int, me: int) -> tuple[str, list[Any]]:

@@ -10,13 +10,21 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from ..errors import ExchangeError, Forbidden, Invalid, NotFound, Throttled, Unauthenticated
+from ..errors import (
+    ExchangeError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Throttled,
+    TooLarge,
+    Unauthenticated,
+)
 from . import render
 
 log = logging.getLogger(__name__)
 
 _STATUS = ((Throttled, 429), (Unauthenticated, 401), (Forbidden, 403), (NotFound, 404),
-           (Invalid, 400))
+           (Invalid, 400), (TooLarge, 413))
 
 
 def _base(request: Request) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +28,13 @@ from starlette.staticfiles import StaticFiles
 from .. import audit
 from ..audit import Trail
 from ..config import Settings
-from ..errors import ExchangeError, Forbidden, Invalid, NotFound, Throttled, Unauthenticated
+from ..errors import ExchangeError, Forbidden, Invalid, Throttled, Unauthenticated
+from ..ingest import Ingest
 from ..last_resort import LastResort
 from ..model import ALL, LAST, Filters
 from ..policy.auth import Authenticator
 from ..policy.gate import Gate
 from ..policy.partners import Partner
-from ..stix import IDENTIFIER_RE, version_key
 from ..store import Store, cursor
 from . import objects, render
 from .errors import domain_error, failure, http_error, status
@@ -268,51 +268,26 @@ async def browse(request: Request) -> Response:
                  first=bool(params.get("next")))
 
 
-async def object_page(request: Request) -> Response:
-    visitor = _visitor(request)
-    if visitor is None:
-        return _to_sign_in(request)
-    root, key = request.path_params["root"], request.path_params["collection"]
-    object_id = request.path_params["object_id"]
-    gate = _pages(request).gate
-    version = request.query_params.get("version")
-    with _audited(request, visitor, {}) as facts:
-        target = gate.target(visitor.partner, root, key, read=True)
-        facts["collection"] = target.collection.id
-        if not IDENTIFIER_RE.match(object_id):
-            raise NotFound(f"no object {object_id!r} in this collection")
-        wanted = Filters(limit=1, ids=(object_id,),
-                         versions=(version_key(version),) if version else (LAST,))
-        every = Filters(limit=target.root.max_page_size, ids=(object_id,), versions=(ALL,))
-        page = await run_in_threadpool(gate.read_object, visitor.partner, target, object_id,
-                                       wanted, with_body=True)
-        if not page.entries:  # the object is there for this partner, this version is not
-            raise NotFound(f"no version {version!r} of {object_id}")
-        facts["objects"] = audit.objects(page.entries)
-        versions = await run_in_threadpool(gate.read, visitor.partner, target, every,
-                                           with_body=False)
-    entry = page.entries[0]
-    obj = objects.parse(entry)
-    return _page(request, visitor, "object.html", target=target, entry=entry,
-                 summary=objects.summary(entry, target.collection.default_rank),
-                 markings=objects.markings(obj), handling=objects.handling(obj),
-                 fields=objects.fields(obj), raw=objects.raw(obj), versions=versions,
-                 here=f"{_base(request)}/collections/{quote(root)}/{quote(key)}/objects/"
-                      f"{quote(object_id)}/")
-
-
 def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail,
-          store: Store) -> Starlette:
+          store: Store, *, ingest: Ingest | None = None,
+          sync_status: Callable[[], list[dict[str, Any]]] = list) -> Starlette:
     """The pages' application, for create_app to mount at /ui. Objects are read through
-    `gate` only; `store` keeps the sessions."""
+    `gate` only; `store` keeps the sessions; uploads go through `ingest` (the app's, else one
+    over `store`); `sync_status` gives the federation's status records."""
+    # The views of these modules use this one's helpers: imported here, once it is loaded.
+    from . import object_view, work
+
     routes = [
         Route("/", home, methods=["GET"]),
         Route("/sign-in/", sign_in, methods=["GET", "POST"]),
         Route("/sign-out/", sign_out, methods=["POST"]),
         Route("/collections/", collections, methods=["GET"]),
         Route("/collections/{root}/{collection}/", browse, methods=["GET"]),
-        Route("/collections/{root}/{collection}/objects/{object_id}/", object_page,
+        Route("/collections/{root}/{collection}/objects/{object_id}/", object_view.object_page,
               methods=["GET"]),
+        Route("/upload/", work.upload, methods=["GET", "POST"]),
+        Route("/federation/", work.federation, methods=["GET"]),
+        Route("/audit/", work.audit_page, methods=["GET"]),
         Mount("/static", StaticFiles(packages=[("exchange.web", "static")]), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(LastResort, answer=failure)],
@@ -320,4 +295,5 @@ def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail,
                                         HTTPException: http_error})
     app.state.pages = Pages(settings, gate, auth, trail,
                             Sessions(store, settings.ui_session_seconds))
+    app.state.work = work.Work(ingest or Ingest(store), sync_status)
     return app

@@ -2,7 +2,8 @@
 headers every page carries.
 
 Object content comes from partners and is untrusted: templates only ever print it through
-autoescaping (no `|safe`), and the Content-Security-Policy allows scripts from this server's
+autoescaping (no `|safe`; data for a script goes through `json_script`, which escapes for
+a script block), and the Content-Security-Policy allows scripts from this server's
 own /ui/static/ only, so even a missed escape could not run an inline script.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 import jinja2
+import orjson
+from markupsafe import Markup
 from starlette.responses import HTMLResponse, Response
 
 from ..model import TLP_NAMES
@@ -23,6 +26,18 @@ _ENV = jinja2.Environment(
 )
 _ENV.globals["tlp_name"] = lambda rank: TLP_NAMES.get(rank, "none")
 
+
+def json_script(value: Any) -> Markup:
+    """JSON for a <script type="application/json"> block, which the HTML parser does not
+    unescape: every '<', '>' and '&' is written as a JSON escape instead, so no string in
+    the data can close the block or open a tag (as Django's json_script does)."""
+    text = orjson.dumps(value).decode()
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e")
+                  .replace("&", "\\u0026"))
+
+
+_ENV.filters["json_script"] = json_script
+
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
                                "img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -34,7 +49,7 @@ HEADERS = {
 }
 
 TITLES = {400: "Bad request", 403: "Forbidden", 404: "Not found", 405: "Method not allowed",
-          429: "Too many requests", 500: "Server error"}
+          413: "Too large", 429: "Too many requests", 500: "Server error"}
 
 
 def page(template: str, status_code: int = 200, headers: dict[str, str] | None = None,
