@@ -101,7 +101,8 @@ async def export(request: Request) -> Response:
     visitor = _visitor(request)
     if visitor is None:
         return _to_sign_in(request)
-    kind = "json" if request.url.path.endswith(".json") else "csv"
+    # The server takes every path with a trailing slash (app.TrailingSlash).
+    kind = "json" if request.url.path.rstrip("/").endswith(".json") else "csv"
     root, key = request.path_params["root"], request.path_params["collection"]
     pages = _pages(request)
     scope = request.scope
