@@ -27,6 +27,7 @@ bench: $(BIN)/taxii-exchange
 	$(BIN)/python tests/bench/bench_policy.py
 	$(BIN)/python -m tests.bench.bench_normalize
 	$(BIN)/python tests/bench/bench_federation.py
+	$(BIN)/python tests/bench/bench_web.py
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # match[version] selectors besides explicit timestamps (held as version keys).
@@ -40,12 +40,37 @@ class Visibility:
         return self.max_rank >= RED and not self.onward and not self.not_from
 
 
+@dataclass(frozen=True, slots=True)
+class Search:
+    """What an analyst asked for, in the search index's terms (store/terms.py makes them).
+
+    Exactly one of: `terms` (any of these exact terms), `low`/`high` (a range of terms: a
+    CIDR), `text` (a prefix or substring of a domain or URL, at least 3 characters)."""
+
+    terms: tuple[str, ...] = ()
+    low: str = ""
+    high: str = ""
+    text: str = ""
+    prefix: bool = False
+    shown: str = field(default="", compare=False)  # what was asked, for the page
+
+    @property
+    def kind(self) -> str:
+        return "range" if self.low else "text" if self.text else "terms"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Filters:
     """The TAXII filters of one read (section 3.4), already parsed and checked.
 
     `after` is the date_added (microseconds) of the last entry already seen: it comes from
-    `added_after` or from a `next` token, whichever is later.
+    `added_after` or from a `next` token, whichever is later. `newest_first` reads date_added
+    descending, and its cursor is `before` (the date_added of the last entry seen); `after`
+    and `before` together bound a date-added range either way.
+
+    The analyst pages' filters, each applied inside the store's scan (never to a page):
+    `ranks` (effective TLP ranks), `source` (created_by_ref), `valid_at` (indicators valid at
+    that moment, microseconds) and `search` (terms of store/terms.py).
 
     `refers_to` (an object id; not a TAXII filter) selects the versions that reference that
     id: any `*_ref` or `*_refs` property at any depth, as `stix.references` finds them (a
@@ -63,6 +88,17 @@ class Filters:
     spec_versions: tuple[str, ...] = ()  # empty: the latest spec_version of each version
     after: int | None = None
     refers_to: str = ""
+    newest_first: bool = False
+    before: int | None = None
+    ranks: tuple[int, ...] = ()
+    source: str = ""
+    valid_at: int | None = None
+    search: Search | None = None
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether a filter beyond TAXII's own applies."""
+        return bool(self.ranks or self.source or self.valid_at is not None or self.search)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,10 +116,8 @@ class Query(Filters):
     @classmethod
     def of(cls, collection: str, filters: Filters,
            visibility: Visibility | None) -> Query:
-        return cls(collection=collection, visibility=visibility, limit=filters.limit,
-                   ids=filters.ids, types=filters.types, versions=filters.versions,
-                   spec_versions=filters.spec_versions, after=filters.after,
-                   refers_to=filters.refers_to)
+        return cls(collection=collection, visibility=visibility,
+                   **{f.name: getattr(filters, f.name) for f in fields(Filters)})
 
 
 @dataclass(frozen=True, slots=True)

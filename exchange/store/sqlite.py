@@ -40,10 +40,11 @@ from ..stix import now_micros, references
 from . import chain
 from .rules import NONE, Row, Versions
 from .sqlite_plan import id_hash, select
+from .terms import MARK, Indexed, index
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Statements are split on ';' for migrations (executescript would commit halfway): none may
 # appear in a comment.
 SCHEMA = f"""
@@ -77,7 +78,10 @@ CREATE TABLE IF NOT EXISTS objects (
     pusher INTEGER NOT NULL,     -- pushers.key of who stored it
     top INTEGER NOT NULL,        -- pusher of the id's newest version
     bottom INTEGER NOT NULL,     -- pusher of the id's oldest version
-    body BLOB NOT NULL
+    body BLOB NOT NULL,
+    src INTEGER NOT NULL DEFAULT 0,  -- id_hash of created_by_ref (0: none), for the filter
+    vfrom INTEGER,               -- an indicator's valid_from, microseconds (NULL: not one)
+    vuntil INTEGER               -- its valid_until (terms.FOREVER: none)
 );
 CREATE INDEX IF NOT EXISTS objects_id ON objects (coll, idh);
 CREATE UNIQUE INDEX IF NOT EXISTS objects_added ON objects (coll, added);
@@ -95,6 +99,18 @@ CREATE INDEX IF NOT EXISTS objects_rank_last ON objects (coll, rank, added, newe
 CREATE INDEX IF NOT EXISTS objects_type_rank ON objects (coll, type, rank, added, newer, last,
     top, spec_latest, h2);
 CREATE INDEX IF NOT EXISTS objects_pusher ON objects (coll, pusher, rank, added);
+CREATE INDEX IF NOT EXISTS objects_src ON objects (coll, src, added);
+-- What each version can be found by (store/terms.py), decided when it is written: an exact
+-- value or a CIDR range is one range of this index, newest first.
+CREATE TABLE IF NOT EXISTS terms (
+    coll INTEGER NOT NULL,
+    term TEXT NOT NULL,
+    added INTEGER NOT NULL,      -- objects.added of the version
+    PRIMARY KEY (coll, term, added)
+) WITHOUT ROWID;
+-- Domains and URLs for prefix and substring search: a trigram index whose rowid is the
+-- version's seq. Contentless: the text is recomputed from the body to remove it.
+CREATE VIRTUAL TABLE IF NOT EXISTS grams USING fts5(v, tokenize = 'trigram', content = '');
 -- Who references what (not authors or markings): raising a referenced object's rank finds
 -- the objects that reference it.
 CREATE TABLE IF NOT EXISTS refs (
@@ -166,6 +182,9 @@ class SQLiteStore:
         if version == 2 or (version == 0 and "rank" not in _columns(conn, "objects")
                             and _columns(conn, "objects")):
             self._migrate_v2(conn)
+            version = 4
+        if version < 5 and _columns(conn, "objects"):
+            self._migrate_v4(conn)
         conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -233,7 +252,8 @@ class SQLiteStore:
             return Page([], False)
         sql, args = self._select(conn, key, query, with_body)
         rows = conn.execute(sql, args).fetchall()
-        rows.sort(key=_added)  # a merged read comes back unordered; a range scan is in order
+        # A merged read comes back unordered; a range scan is in order.
+        rows.sort(key=_added, reverse=query.newest_first)
         more = len(rows) > query.limit
         entries = [Entry(*row) for row in rows[: query.limit]]
         return Page(entries, more)
@@ -348,27 +368,42 @@ class SQLiteStore:
     def _flush(self, conn: sqlite3.Connection, key: int, working: Versions) -> None:
         """Write what the working set decided: new rows, their references, changed flags."""
         for row in working.removed:
+            body = row.body if row.body is not None else working.backend.body(row)
+            facts = index(orjson.loads(body))
             conn.execute("DELETE FROM objects WHERE seq = ?", (row.key,))
             conn.executemany("DELETE FROM refs WHERE coll = ? AND dst = ? AND seq = ?",
                              [(key, id_hash(ref), row.key) for ref in working.refs(row)])
+            conn.executemany("DELETE FROM terms WHERE coll = ? AND term = ? AND added = ?",
+                             [(key, term, row.added) for term in facts.terms])
+            if facts.texts:  # a contentless index forgets a row given what it was given
+                conn.execute("INSERT INTO grams (grams, rowid, v) VALUES ('delete', ?, ?)",
+                             (row.key, _text(facts)))
         new = working.rows_to_insert()
         if new:
             seq = conn.execute("SELECT coalesce(max(seq), 0) FROM objects").fetchone()[0]
             for row in new:
                 seq += 1
                 row.key = seq
+            pairs = [(r, index(orjson.loads(r.body or b"{}"))) for r in new]
             conn.executemany(
                 "INSERT INTO objects (seq, coll, idh, id, type, vkey, version, spec, added, "
                 "last, first, spec_latest, base, bh2, rank, h2, newer, older, pusher, top, "
-                "bottom, body) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "bottom, body, src, vfrom, vuntil) VALUES "
+                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r.key, key, id_hash(r.id), r.id, r.type, r.vkey, r.version, r.spec, r.added,
                   r.last, r.first, r.spec_latest, r.base, r.base_h2, r.rank, r.h2, r.newer,
                   r.older, self._pusher(conn, r.pusher, create=True),
                   self._pusher(conn, r.top, create=True),
-                  self._pusher(conn, r.bottom, create=True), r.body) for r in new])
+                  self._pusher(conn, r.bottom, create=True), r.body, _source(facts),
+                  facts.valid_from, facts.valid_until) for r, facts in pairs])
             conn.executemany("INSERT OR IGNORE INTO refs (coll, dst, seq) VALUES (?, ?, ?)",
                              [(key, id_hash(ref), r.key) for r in new for ref in r.refs or ()])
+            conn.executemany("INSERT OR IGNORE INTO terms (coll, term, added) VALUES (?, ?, ?)",
+                             [(key, term, r.added) for r, facts in pairs
+                              for term in facts.terms])
+            conn.executemany("INSERT INTO grams (rowid, v) VALUES (?, ?)",
+                             [(r.key, _text(facts)) for r, facts in pairs
+                              if facts.texts])
         conn.executemany(
             "UPDATE objects SET rank = ?, h2 = ?, last = ?, first = ?, spec_latest = ?, "
             "newer = ?, older = ?, top = ?, bottom = ? WHERE seq = ?",
@@ -525,6 +560,45 @@ class SQLiteStore:
                     working.recompute(ordered[start:start + 2000])
                     working.settle()
                     self._flush(conn, coll, working)
+            conn.execute("PRAGMA user_version = 4")  # the search index follows (v4 to v5)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+    def _migrate_v4(self, conn: sqlite3.Connection) -> None:
+        """Add the search index and the filter columns to a schema 4 file: every stored
+        version's terms, text, source and validity, read from its body once."""
+        log.warning("migrating %s to schema %d (search index)", self.path, SCHEMA_VERSION)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            have = _columns(conn, "objects")
+            for column, kind in (("src", "INTEGER NOT NULL DEFAULT 0"), ("vfrom", "INTEGER"),
+                                 ("vuntil", "INTEGER")):
+                if column not in have:
+                    conn.execute(f"ALTER TABLE objects ADD COLUMN {column} {kind}")
+            for statement in SCHEMA.split(";"):  # executescript would commit halfway
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute("DELETE FROM terms")
+            conn.execute("DELETE FROM grams")
+            rows = conn.execute("SELECT seq, coll, added, body FROM objects ORDER BY seq")
+            while chunk := rows.fetchmany(5000):
+                updates: list[tuple[Any, ...]] = []
+                found: list[tuple[int, str, int]] = []
+                texts: list[tuple[int, str]] = []
+                for seq, coll, added, body in chunk:
+                    facts = index(orjson.loads(_bytes(body)))
+                    updates.append((_source(facts), facts.valid_from, facts.valid_until, seq))
+                    found.extend((coll, term, added) for term in facts.terms)
+                    if facts.texts:
+                        texts.append((seq, _text(facts)))
+                conn.executemany("UPDATE objects SET src = ?, vfrom = ?, vuntil = ? "
+                                 "WHERE seq = ?", updates)
+                conn.executemany("INSERT OR IGNORE INTO terms (coll, term, added) "
+                                 "VALUES (?, ?, ?)", found)
+                conn.executemany("INSERT INTO grams (rowid, v) VALUES (?, ?)", texts)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -597,6 +671,16 @@ def _compact(conn: sqlite3.Connection, table: str, known: dict[str, int], value:
             return None
         key = known[value] = row[0]
     return key
+
+
+def _source(facts: Indexed) -> int:
+    return id_hash(facts.source) if facts.source else 0
+
+
+def _text(facts: Indexed) -> str:
+    """One version's domains and URLs as the trigram index holds them: each after the mark, so
+    that a prefix search is a phrase that starts with it."""
+    return "\n".join(MARK + text for text in facts.texts)
 
 
 def _added(row: Sequence[Any]) -> int:

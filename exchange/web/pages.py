@@ -1,4 +1,5 @@
-"""The analyst pages under /ui/: sign-in, collections, browse, one object.
+"""The analyst pages under /ui/: sign-in, collections, one object; browse and search
+(web/search.py) and exports (web/export.py) are routed here.
 
 A Starlette application of its own, mounted by create_app, so its errors are HTML pages and
 the TAXII API's error handling stays as it is. Every read goes through the policy `Gate`
@@ -9,12 +10,11 @@ throttle: the pages can show nothing the API would withhold.
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -25,24 +25,20 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import audit
 from ..audit import Trail
 from ..config import Settings
 from ..errors import ExchangeError, Forbidden, Invalid, Throttled, Unauthenticated
 from ..ingest import Ingest
 from ..last_resort import LastResort
-from ..model import ALL, LAST, Filters
 from ..policy.auth import Authenticator
 from ..policy.gate import Gate
 from ..policy.partners import Partner
-from ..store import Store, cursor
-from . import objects, render
+from ..store import Store
+from . import render
 from .errors import domain_error, failure, http_error, status
 from .session import SESSION_COOKIE, SIGN_IN_COOKIE, Session, Sessions, nonce, same
 
-PAGE_SIZE = 50
 MAX_FORM_BYTES = 16384  # a sign-in form is a few hundred bytes
-_TYPE_RE = re.compile(r"^[a-z0-9-]{3,250}$")
 
 
 @dataclass(frozen=True)
@@ -222,52 +218,6 @@ async def collections(request: Request) -> Response:
     return _page(request, visitor, "collections.html", rows=rows)
 
 
-def _types(raw: str) -> tuple[str, ...]:
-    types = tuple(dict.fromkeys(t.strip() for t in raw.split(",") if t.strip()))
-    bad = next((t for t in types if not _TYPE_RE.match(t)), None)
-    if bad is not None:
-        raise Invalid(f"{bad!r} is not a STIX type")
-    if len(types) > 50:
-        raise Invalid("at most 50 types at once")
-    return types
-
-
-def _limit(raw: str | None, most: int) -> int:
-    if raw is None:
-        return min(PAGE_SIZE, most)
-    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
-        raise Invalid("limit must be a positive integer")
-    return min(int(raw), most)
-
-
-async def browse(request: Request) -> Response:
-    visitor = _visitor(request)
-    if visitor is None:
-        return _to_sign_in(request)
-    root, key = request.path_params["root"], request.path_params["collection"]
-    gate, params = _pages(request).gate, request.query_params
-    every = params.get("versions") == "all"
-    type_text = params.get("type", "")
-    with _audited(request, visitor, {}) as facts:
-        target = gate.target(visitor.partner, root, key, read=True)
-        facts["collection"] = target.collection.id
-        filters = Filters(limit=_limit(params.get("limit"), target.root.max_page_size),
-                          types=_types(type_text), versions=(ALL,) if every else (LAST,),
-                          after=cursor.decode(params["next"]) if params.get("next") else None)
-        page = await run_in_threadpool(gate.read, visitor.partner, target, filters,
-                                       with_body=True)
-        facts["objects"] = audit.objects(page.entries)
-    rows = [objects.summary(e, target.collection.default_rank) for e in page.entries]
-    kept = {"type": type_text, "versions": "all" if every else "", "limit": params.get("limit")}
-    after = urlencode({**{k: v for k, v in kept.items() if v},
-                       "next": cursor.encode(page.last_added)}) \
-        if page.more and page.last_added is not None else ""
-    return _page(request, visitor, "browse.html", target=target, rows=rows,
-                 type_text=type_text, every=every, after=after,
-                 here=f"{_base(request)}/collections/{quote(root)}/{quote(key)}/",
-                 first=bool(params.get("next")))
-
-
 def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail,
           store: Store, *, ingest: Ingest | None = None,
           sync_status: Callable[[], list[dict[str, Any]]] = list) -> Starlette:
@@ -275,14 +225,19 @@ def build(settings: Settings, gate: Gate, auth: Authenticator, trail: Trail,
     `gate` only; `store` keeps the sessions; uploads go through `ingest` (the app's, else one
     over `store`); `sync_status` gives the federation's status records."""
     # The views of these modules use this one's helpers: imported here, once it is loaded.
-    from . import object_view, work
+    from . import export, object_view, search, work
 
     routes = [
         Route("/", home, methods=["GET"]),
         Route("/sign-in/", sign_in, methods=["GET", "POST"]),
         Route("/sign-out/", sign_out, methods=["POST"]),
         Route("/collections/", collections, methods=["GET"]),
-        Route("/collections/{root}/{collection}/", browse, methods=["GET"]),
+        Route("/collections/{root}/{collection}/", search.browse, methods=["GET"]),
+        Route("/collections/{root}/{collection}/export.json/", export.export,
+              methods=["GET"]),
+        Route("/collections/{root}/{collection}/export.csv/", export.export,
+              methods=["GET"]),
+        Route("/search/", search.search_all, methods=["GET"]),
         Route("/collections/{root}/{collection}/objects/{object_id}/", object_view.object_page,
               methods=["GET"]),
         Route("/upload/", work.upload, methods=["GET", "POST"]),
