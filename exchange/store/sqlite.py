@@ -36,7 +36,7 @@ from ..model import (
     Status,
 )
 from ..stix import now_micros, references
-from . import chain
+from . import chain, sqlite_dump
 from .rules import NONE, Row, Versions
 from .sqlite_plan import id_hash, select
 
@@ -461,6 +461,32 @@ class SQLiteStore:
             conn.execute("UPDATE state SET lease = NULL, holder = NULL WHERE name = ? "
                          "AND holder = ?", (name, holder))
 
+    # -- copying between stores --------------------------------------------------------
+    def dump(self, part: str, after: Any, limit: int) -> list[dict[str, Any]]:
+        conn = self._conn()
+        names = self._pusher_ids
+
+        def pusher_id(key: int) -> str:
+            return names[key] if key in names else self._pusher_id(conn, key)
+
+        return sqlite_dump.dump(conn, part, after, limit, pusher_id)
+
+    def restore(self, part: str, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        with self._write() as conn:
+            def coll_key(collection: str) -> int:
+                key = self._key(conn, collection, create=True)
+                assert key is not None
+                return key
+
+            def pusher_key(partner: str) -> int:
+                key = self._pusher(conn, partner, create=True)
+                assert key is not None
+                return key
+
+            sqlite_dump.restore(conn, part, records, coll_key, pusher_key)
+
     # -- migration ---------------------------------------------------------------------
     def _migrate_v2(self, conn: sqlite3.Connection) -> None:
         """Add the visibility facts to a schema 2 file. Objects keep their date_added; an
@@ -693,5 +719,5 @@ def _unavailable_when_busy(method: Callable[..., Any]) -> Callable[..., Any]:
 # its store must not start.
 for _name in ("query", "write", "delete", "expired", "purge", "save_status", "get_status",
               "claim_pending", "pending_request", "get_state", "put_state", "claim", "release",
-              "append_audit", "audit_records", "prune_audit"):
+              "append_audit", "audit_records", "prune_audit", "dump", "restore"):
     setattr(SQLiteStore, _name, _unavailable_when_busy(getattr(SQLiteStore, _name)))
