@@ -1,4 +1,5 @@
-"""The `taxii-exchange` command: serve, demo, partners, ingest, formats, sync, audit, purge."""
+"""The `taxii-exchange` command: serve, demo, partners, ingest, formats, sync, audit, purge,
+store."""
 
 from __future__ import annotations
 
@@ -149,6 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--dry-run", action="store_true",
                        help="say what would be deleted, delete nothing")
 
+    store = commands.add_parser("store", help="copy the store to another, or back it up")
+    store_actions = store.add_subparsers(dest="action", required=True)
+    copy = store_actions.add_parser("copy", help="copy everything (object versions with "
+                                    "their date_added, statuses, pending pushes, the audit "
+                                    "trail, state) to another store, then verify the copy; "
+                                    "run it again to go on after an interruption")
+    copy.add_argument("--from", dest="source", required=True, metavar="URL",
+                      help="sqlite:///PATH (relative to the current directory) or mongodb://...")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="a new, empty store (or the target of this copy, to go on)")
+    copy.add_argument("--page-size", type=int, default=5000, metavar="N",
+                      help="records per page, each restored atomically (default 5000)")
+    backup = store_actions.add_parser("backup", help="back up a SQLite store to a file while "
+                                      "it serves (MongoDB: use mongodump)")
+    backup.add_argument("path", metavar="PATH", help="the backup file (replaced if present)")
+    backup.add_argument("--from", dest="source", metavar="URL",
+                        help="this store instead of the configured one (sqlite:///PATH)")
+
     trail = commands.add_parser("audit", help="check or export the audit trail")
     audit_actions = trail.add_subparsers(dest="action", required=True)
     verify = audit_actions.add_parser("verify", help="check that no record was edited, "
@@ -185,6 +204,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return (audit_command.audit if args.command == "audit" else
                     audit_command.purge)(args, settings)
+        if args.command == "store":
+            from . import store_command
+
+            return store_command.run(args, settings)
         if args.command == "sync":
             from .federation.command import sync
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -487,6 +488,31 @@ class SQLiteStore:
 
             sqlite_dump.restore(conn, part, records, coll_key, pusher_key)
 
+    def backup(self, path: str | Path) -> int:
+        """Write a consistent copy of the file to `path` while servers go on reading and
+        writing it; return its size. SQLite's online backup runs in one step: one read
+        transaction, which in WAL mode never blocks a writer (a backup in several steps
+        starts over whenever another process writes, and may never end on a busy server).
+        The copy is written beside `path` and moved there only once it passes
+        `PRAGMA integrity_check`, so `path` is always a whole backup. It is readable by its
+        owner only: it holds everything the store does."""
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        copy = sqlite3.connect(partial, isolation_level=None)
+        try:
+            self._conn().backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            copy.close()
+        if verdict != "ok":
+            partial.unlink()
+            raise Unavailable(f"the backup failed its integrity check ({verdict})", 1)
+        os.replace(partial, target)
+        return target.stat().st_size
+
     # -- migration ---------------------------------------------------------------------
     def _migrate_v2(self, conn: sqlite3.Connection) -> None:
         """Add the visibility facts to a schema 2 file. Objects keep their date_added; an
@@ -719,5 +745,5 @@ def _unavailable_when_busy(method: Callable[..., Any]) -> Callable[..., Any]:
 # its store must not start.
 for _name in ("query", "write", "delete", "expired", "purge", "save_status", "get_status",
               "claim_pending", "pending_request", "get_state", "put_state", "claim", "release",
-              "append_audit", "audit_records", "prune_audit", "dump", "restore"):
+              "append_audit", "audit_records", "prune_audit", "dump", "restore", "backup"):
     setattr(SQLiteStore, _name, _unavailable_when_busy(getattr(SQLiteStore, _name)))
