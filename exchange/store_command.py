@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .config import Settings
 from .errors import ConfigError, Unavailable
 from .store import copy as copying
-from .store.factory import MONGODB, describe, open_store, open_url
+from .store.factory import MONGODB, describe, open_store, open_url, sqlite_path
 
 MONGODUMP = ("a MongoDB store is backed up with mongodump (e.g. `mongodump --uri URI --oplog "
              "--archive=FILE`), not with this command")
@@ -30,6 +31,7 @@ def copy(args: argparse.Namespace) -> int:
     source_name, target_name = describe(args.source), describe(args.target)
     if source_name == target_name:
         raise ConfigError("--from and --to name the same store")
+    _exists(args.source)
     # The target as a bulk load: the source stays the durable copy until the copy is done.
     source, target = open_url(args.source), open_url(args.target, bulk=True)
     source.open()
@@ -68,11 +70,15 @@ def copy(args: argparse.Namespace) -> int:
 def backup(args: argparse.Namespace, settings: Settings) -> int:
     if args.source and args.source.startswith(MONGODB):
         raise ConfigError(MONGODUMP)
+    if args.source:
+        _exists(args.source)
     store = open_url(args.source) if args.source else open_store(settings)
     from .store.sqlite import SQLiteStore
 
     if not isinstance(store, SQLiteStore):
         raise ConfigError(MONGODUMP)
+    if not Path(store.path).exists():
+        raise ConfigError(f"no store file at {store.path}")
     started = time.monotonic()
     store.open()
     try:
@@ -82,3 +88,10 @@ def backup(args: argparse.Namespace, settings: Settings) -> int:
     print(f"backed up {store.path} to {args.path}: {size} bytes, integrity ok, "
           f"{time.monotonic() - started:.1f} s", file=sys.stdout)
     return 0
+
+
+def _exists(url: str) -> None:
+    """A SQLite file must be there to be read: opening one creates it, and a mistyped path
+    would otherwise copy an empty store and call the copy verified."""
+    if url.startswith("sqlite:///") and not sqlite_path(url).exists():
+        raise ConfigError(f"no store file at {sqlite_path(url)}")

@@ -268,3 +268,15 @@ def test_a_mongodb_store_is_backed_up_with_mongodump(tmp_path: Path, arguments: 
     code, out, err = run("store", "backup", str(tmp_path / "b.sqlite3"), *arguments)
     assert code == 2 and "mongodump" in err and "Traceback" not in err
     assert "secret" not in out + err
+
+
+@pytest.mark.parametrize("command", [
+    pytest.param(["store", "copy", "--from", "sqlite:///{missing}", "--to", "sqlite:///{new}"],
+                 id="copy"),
+    pytest.param(["store", "backup", "{new}", "--from", "sqlite:///{missing}"], id="backup"),
+])
+def test_a_mistyped_source_file_is_refused_not_created(tmp_path: Path, command: list[str]):
+    names = {"missing": tmp_path / "missing.sqlite3", "new": tmp_path / "new.sqlite3"}
+    code, out, err = run(*(part.format(**names) for part in command))
+    assert code == 2 and f"no store file at {names['missing']}" in err, out + err
+    assert not names["missing"].exists() and not names["new"].exists()
