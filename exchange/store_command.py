@@ -83,6 +83,8 @@ def backup(args: argparse.Namespace, settings: Settings) -> int:
     store.open()
     try:
         size = store.backup(args.path)
+    except OSError as exc:  # no such folder, no permission, a full disk
+        raise ConfigError(f"cannot write the backup to {args.path}: {exc.strerror}") from None
     finally:
         store.close()
     print(f"backed up {store.path} to {args.path}: {size} bytes, integrity ok, "

@@ -280,3 +280,12 @@ def test_a_mistyped_source_file_is_refused_not_created(tmp_path: Path, command: 
     code, out, err = run(*(part.format(**names) for part in command))
     assert code == 2 and f"no store file at {names['missing']}" in err, out + err
     assert not names["missing"].exists() and not names["new"].exists()
+
+
+def test_a_backup_to_a_folder_that_is_not_there_says_so(env: Env, tmp_path: Path):
+    server = start_server(env)  # a store file to back up
+    server.stop()
+    path = tmp_path / "no such folder" / "backup.sqlite3"
+    code, out, err = run("--config", str(env.settings.partners_file.parent / "config.yaml"),
+                         "store", "backup", str(path))
+    assert code == 2 and f"cannot write the backup to {path}" in err, out + err
