@@ -1,5 +1,5 @@
 """The `taxii-exchange` command: serve, demo, partners, collections, ingest, formats, sync,
-audit, purge."""
+audit, purge, store."""
 
 from __future__ import annotations
 
@@ -177,6 +177,24 @@ def build_parser() -> argparse.ArgumentParser:
     collection_actions.add_parser("check", help="check every collection file; exit 1 naming "
                                   "each file and key that is wrong")
 
+    store = commands.add_parser("store", help="copy the store to another, or back it up")
+    store_actions = store.add_subparsers(dest="action", required=True)
+    copy = store_actions.add_parser("copy", help="copy everything (object versions with "
+                                    "their date_added, statuses, pending pushes, the audit "
+                                    "trail, state) to another store, then verify the copy; "
+                                    "run it again to go on after an interruption")
+    copy.add_argument("--from", dest="source", required=True, metavar="URL",
+                      help="sqlite:///PATH (relative to the current directory) or mongodb://...")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="a new, empty store (or the target of this copy, to go on)")
+    copy.add_argument("--page-size", type=int, default=5000, metavar="N",
+                      help="records per page, each restored atomically (default 5000)")
+    backup = store_actions.add_parser("backup", help="back up a SQLite store to a file while "
+                                      "it serves (MongoDB: use mongodump)")
+    backup.add_argument("path", metavar="PATH", help="the backup file (replaced if present)")
+    backup.add_argument("--from", dest="source", metavar="URL",
+                        help="this store instead of the configured one (sqlite:///PATH)")
+
     trail = commands.add_parser("audit", help="check or export the audit trail")
     audit_actions = trail.add_subparsers(dest="action", required=True)
     verify = audit_actions.add_parser("verify", help="check that no record was edited, "
@@ -217,6 +235,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from . import collections_command
 
             return collections_command.run(args, settings)
+        if args.command == "store":
+            from . import store_command
+
+            return store_command.run(args, settings)
         if args.command == "sync":
             from .federation.command import sync
 

@@ -94,3 +94,23 @@ class Store(Protocol):
 
     def release(self, name: str, holder: str) -> None:
         """Give up a lease this holder has."""
+
+    def dump(self, part: str, after: Any, limit: int) -> list[dict[str, Any]]:
+        """One page of a part of the store, in key order after the key `after` (None: from
+        the start), at most `limit` records, as backend-neutral records (`store copy` moves
+        them between backends with `restore`):
+
+        - "objects", key (collection, added), `after` = [collection, added]: every stored
+          version as {collection, id, type, vkey, version, spec, added, base, base_h2,
+          pusher, rank, h2, last, first, spec_latest, newer, older, top, bottom, refs (list
+          of referenced ids), body (bytes)}, partners as their ids;
+        - "statuses", key id: {id, api_root, collection, partner, requested, state, doc
+          (bytes), request (bytes or None), lease (unix time or None)};
+        - "audit", key seq: {seq, at, partner, body (bytes), hash (bytes)};
+        - "state", key name: {name, doc (dict or None), lease, holder}."""
+
+    def restore(self, part: str, records: list[dict[str, Any]]) -> None:
+        """Write records of a part as `dump` gives them, as they are and atomically: a record
+        already there (same key) is replaced, so an interrupted copy can be run again. The
+        collection clock is advanced to at least the largest `added` restored, so later
+        writes still get a later date_added."""

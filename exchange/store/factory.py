@@ -1,9 +1,17 @@
-"""The one place a store backend is chosen: from the settings' `store`."""
+"""The one place a store backend is chosen: from the settings' `store`, or from a URL a
+command names (`store copy --from URL --to URL`)."""
 
 from __future__ import annotations
 
+import importlib
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
 from ..config import Settings
+from ..errors import ConfigError
 from . import Store
+
+MONGODB = ("mongodb://", "mongodb+srv://")
 
 
 def open_store(settings: Settings, *, bulk: bool = False) -> Store:
@@ -12,3 +20,36 @@ def open_store(settings: Settings, *, bulk: bool = False) -> Store:
     from .sqlite import SQLiteStore
 
     return SQLiteStore(settings.store_path, bulk=bulk)
+
+
+def open_url(url: str, *, base: Path | None = None, bulk: bool = False) -> Store:
+    """The store a URL names, not yet opened: `sqlite:///PATH` (a relative PATH from `base`,
+    the current directory by default; `sqlite:////abs/path` for an absolute one) or a
+    `mongodb://` URI."""
+    if url.startswith("sqlite:///") and url != "sqlite:///":
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(sqlite_path(url, base), bulk=bulk)
+    if url.startswith(MONGODB):
+        try:  # by name: a build without the MongoDB backend still runs on SQLite
+            backend = importlib.import_module(f"{__package__}.mongo")
+        except ModuleNotFoundError:
+            raise ConfigError("this version has no MongoDB store backend") from None
+        store: Store = backend.MongoStore(url)
+        return store
+    raise ConfigError(f"a store URL is sqlite:///PATH or mongodb://..., not {describe(url)!r}")
+
+
+def sqlite_path(url: str, base: Path | None = None) -> Path:
+    return (base or Path.cwd()) / url.removeprefix("sqlite:///")
+
+
+def describe(url: str) -> str:
+    """The URL as it may be shown and kept (a copy's bookmark is keyed by it): a SQLite file
+    by its absolute path, and never the password a MongoDB URI may carry."""
+    if url.startswith("sqlite:///") and url != "sqlite:///":
+        return f"sqlite:///{sqlite_path(url).resolve()}"
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        parts = parts._replace(netloc=parts.netloc.rpartition("@")[2])
+    return urlunsplit(parts)

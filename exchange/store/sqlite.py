@@ -10,6 +10,7 @@ see.
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import os
 import sqlite3
@@ -37,7 +38,7 @@ from ..model import (
     Status,
 )
 from ..stix import now_micros, references
-from . import chain
+from . import chain, sqlite_dump
 from .rules import NONE, Row, Versions
 from .sqlite_plan import id_hash, select
 from .terms import MARK, Indexed, index
@@ -367,49 +368,56 @@ class SQLiteStore:
 
     def _flush(self, conn: sqlite3.Connection, key: int, working: Versions) -> None:
         """Write what the working set decided: new rows, their references, changed flags."""
-        for row in working.removed:
-            body = row.body if row.body is not None else working.backend.body(row)
-            facts = index(orjson.loads(body))
-            conn.execute("DELETE FROM objects WHERE seq = ?", (row.key,))
-            conn.executemany("DELETE FROM refs WHERE coll = ? AND dst = ? AND seq = ?",
-                             [(key, id_hash(ref), row.key) for ref in working.refs(row)])
-            conn.executemany("DELETE FROM terms WHERE coll = ? AND term = ? AND added = ?",
-                             [(key, term, row.added) for term in facts.terms])
-            if facts.texts:  # a contentless index forgets a row given what it was given
-                conn.execute("INSERT INTO grams (grams, rowid, v) VALUES ('delete', ?, ?)",
-                             (row.key, _text(facts)))
-        new = working.rows_to_insert()
-        if new:
-            seq = conn.execute("SELECT coalesce(max(seq), 0) FROM objects").fetchone()[0]
-            for row in new:
-                seq += 1
-                row.key = seq
-            pairs = [(r, index(orjson.loads(r.body or b"{}"))) for r in new]
-            conn.executemany(
-                "INSERT INTO objects (seq, coll, idh, id, type, vkey, version, spec, added, "
-                "last, first, spec_latest, base, bh2, rank, h2, newer, older, pusher, top, "
-                "bottom, body, src, vfrom, vuntil) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r.key, key, id_hash(r.id), r.id, r.type, r.vkey, r.version, r.spec, r.added,
-                  r.last, r.first, r.spec_latest, r.base, r.base_h2, r.rank, r.h2, r.newer,
-                  r.older, self._pusher(conn, r.pusher, create=True),
-                  self._pusher(conn, r.top, create=True),
-                  self._pusher(conn, r.bottom, create=True), r.body, _source(facts),
-                  facts.valid_from, facts.valid_until) for r, facts in pairs])
-            conn.executemany("INSERT OR IGNORE INTO refs (coll, dst, seq) VALUES (?, ?, ?)",
-                             [(key, id_hash(ref), r.key) for r in new for ref in r.refs or ()])
-            conn.executemany("INSERT OR IGNORE INTO terms (coll, term, added) VALUES (?, ?, ?)",
-                             [(key, term, r.added) for r, facts in pairs
-                              for term in facts.terms])
-            conn.executemany("INSERT INTO grams (rowid, v) VALUES (?, ?)",
-                             [(r.key, _text(facts)) for r, facts in pairs
-                              if facts.texts])
+        self._delete_rows(conn, key, working.removed, working.refs, working.backend.body)
+        self._insert_rows(conn, key, working.rows_to_insert())
         conn.executemany(
             "UPDATE objects SET rank = ?, h2 = ?, last = ?, first = ?, spec_latest = ?, "
             "newer = ?, older = ?, top = ?, bottom = ? WHERE seq = ?",
             [(r.rank, r.h2, r.last, r.first, r.spec_latest, r.newer, r.older,
               self._pusher(conn, r.top, create=True), self._pusher(conn, r.bottom, create=True),
               r.key) for r in working.rows_to_update()])
+
+    def _delete_rows(self, conn: sqlite3.Connection, key: int, rows: Iterable[Row],
+                     refs: Callable[[Row], Iterable[str]], body: Callable[[Row], bytes]) -> None:
+        """Delete versions with their references and search terms."""
+        for row in rows:
+            facts = index(orjson.loads(row.body if row.body is not None else body(row)))
+            conn.execute("DELETE FROM objects WHERE seq = ?", (row.key,))
+            conn.executemany("DELETE FROM refs WHERE coll = ? AND dst = ? AND seq = ?",
+                             [(key, id_hash(ref), row.key) for ref in refs(row)])
+            conn.executemany("DELETE FROM terms WHERE coll = ? AND term = ? AND added = ?",
+                             [(key, term, row.added) for term in facts.terms])
+            if facts.texts:  # a contentless index forgets a row given what it was given
+                conn.execute("INSERT INTO grams (grams, rowid, v) VALUES ('delete', ?, ?)",
+                             (row.key, _text(facts)))
+
+    def _insert_rows(self, conn: sqlite3.Connection, key: int, new: list[Row]) -> None:
+        """Insert versions (their derived facts decided) with their references and search
+        terms, each taking the next seq."""
+        if not new:
+            return
+        seq = conn.execute("SELECT coalesce(max(seq), 0) FROM objects").fetchone()[0]
+        for row in new:
+            seq += 1
+            row.key = seq
+        pairs = [(r, index(orjson.loads(r.body or b"{}"))) for r in new]
+        conn.executemany(
+            "INSERT INTO objects (seq, coll, idh, id, type, vkey, version, spec, added, "
+            "last, first, spec_latest, base, bh2, rank, h2, newer, older, pusher, top, "
+            "bottom, body, src, vfrom, vuntil) VALUES "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(r.key, key, id_hash(r.id), r.id, r.type, r.vkey, r.version, r.spec, r.added,
+              r.last, r.first, r.spec_latest, r.base, r.base_h2, r.rank, r.h2, r.newer,
+              r.older, self._pusher(conn, r.pusher, create=True),
+              self._pusher(conn, r.top, create=True),
+              self._pusher(conn, r.bottom, create=True), r.body, _source(facts),
+              facts.valid_from, facts.valid_until) for r, facts in pairs])
+        conn.executemany("INSERT OR IGNORE INTO refs (coll, dst, seq) VALUES (?, ?, ?)",
+                         [(key, id_hash(ref), r.key) for r in new for ref in r.refs or ()])
+        conn.executemany("INSERT OR IGNORE INTO terms (coll, term, added) VALUES (?, ?, ?)",
+                         [(key, term, r.added) for r, facts in pairs for term in facts.terms])
+        conn.executemany("INSERT INTO grams (rowid, v) VALUES (?, ?)",
+                         [(r.key, _text(facts)) for r, facts in pairs if facts.texts])
 
     # -- statuses ----------------------------------------------------------------------
     def save_status(self, status: Status, request: bytes | None,
@@ -512,6 +520,87 @@ class SQLiteStore:
         with self._write() as conn:
             conn.execute("UPDATE state SET lease = NULL, holder = NULL WHERE name = ? "
                          "AND holder = ?", (name, holder))
+
+    # -- copying between stores --------------------------------------------------------
+    def dump(self, part: str, after: Any, limit: int) -> list[dict[str, Any]]:
+        conn = self._conn()
+        names = self._pusher_ids
+
+        def pusher_id(key: int) -> str:
+            return names[key] if key in names else self._pusher_id(conn, key)
+
+        return sqlite_dump.dump(conn, part, after, limit, pusher_id)
+
+    def restore(self, part: str, records: list[dict[str, Any]]) -> None:
+        if not records:
+            return
+        with self._write() as conn:
+            def coll_key(collection: str) -> int:
+                key = self._key(conn, collection, create=True)
+                assert key is not None
+                return key
+
+            def pusher_key(partner: str) -> int:
+                key = self._pusher(conn, partner, create=True)
+                assert key is not None
+                return key
+
+            if part == "objects":
+                self._restore_objects(conn, records)
+            else:
+                sqlite_dump.restore(conn, part, records, coll_key, pusher_key)
+
+    def _restore_objects(self, conn: sqlite3.Connection, records: list[dict[str, Any]]) -> None:
+        """Versions as dumped, derived facts and all, through the same row writes as `write`
+        (references and search terms come along). One already there under the same
+        (collection, date_added) is replaced: a copy run again doubles nothing."""
+        clocks: dict[str, int] = {}
+        for collection, group in itertools.groupby(records, key=lambda r: r["collection"]):
+            key = self._key(conn, collection, create=True)
+            assert key is not None
+            rows = [Row(id=r["id"], type=r["type"], vkey=r["vkey"], version=r["version"],
+                        spec=r["spec"], added=r["added"], base=r["base"],
+                        base_h2=r["base_h2"], pusher=r["pusher"], rank=r["rank"], h2=r["h2"],
+                        body=r["body"], refs=tuple(r["refs"]), last=r["last"],
+                        first=r["first"], spec_latest=r["spec_latest"], newer=r["newer"],
+                        older=r["older"], top=r["top"], bottom=r["bottom"]) for r in group]
+            there = conn.execute(
+                f"SELECT seq, added, body FROM objects WHERE coll = ? AND added IN "
+                f"({_marks(rows)})", [key, *(r.added for r in rows)]).fetchall()
+            old = [Row(id="", type="", vkey="", version="", spec="", added=added, base=0,
+                       base_h2=False, pusher="", rank=0, h2=False, key=seq, body=bytes(body),
+                       refs=references(orjson.loads(body))) for seq, added, body in there]
+            self._delete_rows(conn, key, old, lambda row: row.refs or (),
+                              lambda row: row.body or b"{}")
+            self._insert_rows(conn, key, rows)
+            clocks[collection] = max([clocks.get(collection, 0), *(r.added for r in rows)])
+        conn.executemany("INSERT INTO clock (coll, added) VALUES (?, ?) ON CONFLICT (coll) "
+                         "DO UPDATE SET added = max(added, excluded.added)", list(clocks.items()))
+
+    def backup(self, path: str | Path) -> int:
+        """Write a consistent copy of the file to `path` while servers go on reading and
+        writing it; return its size. SQLite's online backup runs in one step: one read
+        transaction, which in WAL mode never blocks a writer (a backup in several steps
+        starts over whenever another process writes, and may never end on a busy server).
+        The copy is written beside `path` and moved there only once it passes
+        `PRAGMA integrity_check`, so `path` is always a whole backup. It is readable by its
+        owner only: it holds everything the store does."""
+        target = Path(path)
+        partial = target.with_name(target.name + ".partial")
+        partial.unlink(missing_ok=True)
+        os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        copy = sqlite3.connect(partial, isolation_level=None)
+        try:
+            self._conn().backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            verdict = copy.execute("PRAGMA integrity_check").fetchone()[0]
+        finally:
+            copy.close()
+        if verdict != "ok":
+            partial.unlink()
+            raise Unavailable(f"the backup failed its integrity check ({verdict})", 1)
+        os.replace(partial, target)
+        return target.stat().st_size
 
     # -- migration ---------------------------------------------------------------------
     def _migrate_v2(self, conn: sqlite3.Connection) -> None:
@@ -794,5 +883,6 @@ def _unavailable_when_busy(method: Callable[..., Any]) -> Callable[..., Any]:
 # its store must not start.
 for _name in ("ping", "query", "write", "delete", "expired", "purge", "save_status", "get_status",
               "claim_pending", "pending_request", "get_state", "put_state", "claim", "release",
-              "append_audit", "audit_records", "audit_newest", "prune_audit"):
+              "append_audit", "audit_records", "audit_newest", "prune_audit", "dump", "restore",
+              "backup"):
     setattr(SQLiteStore, _name, _unavailable_when_busy(getattr(SQLiteStore, _name)))
