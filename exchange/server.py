@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from typing import Any
 
@@ -44,7 +45,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:
+def serve(settings: Settings, *, workers: int = 1, access_log: bool = True,
+          sock: socket.socket | None = None) -> None:
+    """Serve until stopped. `sock`: a socket already listening (the demo takes its port
+    before loading data, so the URLs it prints are the ones served); one process only."""
     import uvicorn
 
     from .app import create_app
@@ -57,6 +61,9 @@ def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> N
     if workers > 1:
         uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
                     **common)
+    elif sock is not None:
+        config = uvicorn.Config(create_app(settings, open_store(settings)), **common)
+        uvicorn.Server(config).run(sockets=[sock])
     else:
         uvicorn.run(create_app(settings, open_store(settings)),
                     **common)
