@@ -1,5 +1,7 @@
 # Two commands for a fresh machine:  `make run` (demo server)  and  `make test`.
+# `PORT=9000 make run` serves the demo on another port.
 PYTHON ?= python3
+PORT   ?= 8000
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
@@ -12,7 +14,7 @@ $(BIN)/taxii-exchange: pyproject.toml
 	touch $@
 
 run: $(BIN)/taxii-exchange
-	$(BIN)/taxii-exchange demo
+	$(BIN)/taxii-exchange demo --port $(PORT)
 
 lint: $(BIN)/taxii-exchange
 	$(BIN)/ruff check exchange tests

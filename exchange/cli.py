@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="serve demo data with freshly generated partners")
     demo.add_argument("--dir", default=".demo", help="where demo state lives (default .demo)")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=int, default=8000,
+                      help="listen port (default 8000; when it is taken the demo says so and "
+                      "serves on a free one, printing it)")
     demo.add_argument("--no-serve", action="store_true", help="prepare the demo, do not serve")
 
     manage = commands.add_parser("partners", help="manage the partners file")

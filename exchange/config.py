@@ -165,6 +165,27 @@ def _store_path(base: Path, url: str, path: str) -> Path:
     return base / url.removeprefix("sqlite:///")
 
 
+def over_defaults(document: dict[str, Any]) -> dict[str, Any]:
+    """A file's settings laid over the defaults. Each key replaces the default, except
+    `api_roots`, which merges by root name: a root the file names is the default root with the
+    file's keys over it (or a new root), a root set to null is removed, and a default root the
+    file does not name remains. So a file that tunes one root keeps the other, which the
+    shipped collections live in, instead of making them fail to load."""
+    merged = {**DEFAULTS, **document}
+    roots = document.get("api_roots")
+    if isinstance(roots, dict):  # anything else: the schema check says what is wrong
+        merged["api_roots"] = combined = {name: dict(values)
+                                          for name, values in DEFAULTS["api_roots"].items()}
+        for name, values in roots.items():
+            if values is None:
+                combined.pop(name, None)
+            elif isinstance(values, dict):
+                combined[name] = {**combined.get(name, {}), **values}
+            else:
+                combined[name] = values
+    return merged
+
+
 def load_settings(path: str | Path | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings; relative paths in a file are taken relative to that file."""
@@ -178,8 +199,10 @@ def load_settings(path: str | Path | None = None,
             document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError) as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from None
-        validate("config", document, str(path))
-        merged.update(document)
+        if not isinstance(document, dict):
+            validate("config", document, str(path))  # says what it is instead of an object
+        merged = over_defaults(document)
+        validate("config", merged, str(path))
         base = path.resolve().parent
     for key, kind in ENVIRONMENT.items():
         raw = environ.get(f"EXCHANGE_{key.upper()}")

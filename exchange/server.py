@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import ssl
 import tempfile
 from typing import Any
@@ -49,7 +50,10 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> None:
+def serve(settings: Settings, *, workers: int = 1, access_log: bool = True,
+          sock: socket.socket | None = None) -> None:
+    """Serve until stopped. `sock`: a socket already listening (the demo takes its port
+    before loading data, so the URLs it prints are the ones served); one process only."""
     if not settings.partners_file.exists():
         raise ConfigError(f"no partners file at {settings.partners_file}: add a partner with "
                           "`taxii-exchange partners add` (there are no default credentials)")
@@ -75,9 +79,11 @@ def serve(settings: Settings, *, workers: int = 1, access_log: bool = True) -> N
         if workers > 1:
             uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
                         **common)
+        elif sock is not None:
+            config = uvicorn.Config(create_app(settings, open_store(settings)), **common)
+            uvicorn.Server(config).run(sockets=[sock])
         else:
-            uvicorn.run(create_app(settings, open_store(settings)),
-                        **common)
+            uvicorn.run(create_app(settings, open_store(settings)), **common)
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

@@ -76,9 +76,11 @@ def write_env(directory: Path, *, max_content_length: int = 1024 * 1024,
         "store_path": "store.sqlite3", "partners_file": "partners.yaml",
         "collections_dir": "collections", "default_api_root": API_ROOT,
         "post_wait_seconds": 5,
+        # Only the test root: the built-in ones (merged in otherwise) removed.
         "api_roots": {API_ROOT: {"title": "Test root", "max_content_length": max_content_length,
                                  "max_page_size": max_page_size,
-                                 "default_page_size": default_page_size}},
+                                 "default_page_size": default_page_size},
+                      "cybercrime": None, "trusted": None},
     }))
     settings = load_settings(config, environ={})
     credentials = {pid: partners.add(settings.partners_file, pid, pid.title(), groups,

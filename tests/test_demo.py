@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import queue
+import re
+import socket
+import subprocess
+import sys
+import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from taxii2client.v21 import Collection, as_pages
 
@@ -21,7 +30,7 @@ from exchange import demo_data
 from exchange import stix_extensions as ext
 from exchange.cli import main
 from exchange.collections import load_collections
-from exchange.config import load_settings
+from exchange.config import REPO_DIR, load_settings
 from exchange.markings import HANDLING_EXTENSION
 from exchange.normalize.base import TLP
 from exchange.policy.partners import Credentials
@@ -216,3 +225,85 @@ def test_no_honeypot_credential_is_stored(demo: Demo):
     honeypot = next((demo.directory / "inbox").glob("*honeypot*")).read_bytes()
     assert all(secret in honeypot for secret in SECRETS)  # the input has them
     assert demo.stored and not [s for s in SECRETS if s in demo.stored]
+
+
+# -- who may read and write where ------------------------------------------------------------
+
+def _rights(out: str) -> dict[str, tuple[str, str]]:
+    """partner -> (reads, writes) from the demo's rights table."""
+    table = out.split("may read and write (API-ROOT/COLLECTION):\n\n", 1)[1].split("\n\n")[0]
+    rows = [re.split(r"\s{2,}", line.strip()) for line in table.splitlines()[1:]]
+    return {partner: (reads, writes) for partner, reads, writes in rows}
+
+
+INDICATORS, SUBMISSIONS = "cybercrime/indicators", "cybercrime/submissions"
+VICTIMS, LE_ONLY = "cybercrime/victim-notifications", "trusted/le-only"
+
+
+@pytest.mark.parametrize(("partner", "reads", "writes"), [
+    pytest.param("europol-ec3", [INDICATORS, LE_ONLY], [SUBMISSIONS, LE_ONLY], id="eu-le"),
+    pytest.param("us-agency", [INDICATORS, LE_ONLY], [SUBMISSIONS, LE_ONLY], id="us-le"),
+    pytest.param("cert-eu", [INDICATORS, VICTIMS], [], id="a CERT only reads"),
+    pytest.param("analyst", [INDICATORS, SUBMISSIONS, VICTIMS], [INDICATORS, SUBMISSIONS, VICTIMS],
+                 id="the analyst"),
+    pytest.param("feed-provider", [], [SUBMISSIONS], id="a feed provider only pushes"),
+])
+def test_the_demo_says_who_may_read_and_write_where(demo: Demo, partner: str, reads: list[str],
+                                                    writes: list[str]):
+    assert _rights(demo.first)[partner] == (", ".join(reads) or "-", ", ".join(writes) or "-")
+
+
+# -- the port ----------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _demo_process(directory: Path, port: int) -> Iterator[tuple[str, int]]:
+    """`python -m exchange demo --port PORT` until its server has started: (what it printed,
+    the port of the URLs it printed)."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "exchange", "demo", "--dir", str(directory), "--port", str(port)],
+        cwd=REPO_DIR, env={**environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout or ()],
+                              daemon=True)
+    reader.start()
+    try:
+        out = ""
+        while "Application startup complete" not in out:
+            try:  # a bound on a hang, not a timed assertion
+                out += lines.get(timeout=300)
+            except queue.Empty:
+                raise AssertionError(f"the demo did not start serving:\n{out}") from None
+        [printed] = re.findall(r"a browser at http://127\.0\.0\.1:(\d+)/ui/", out)
+        yield out, int(printed)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        reader.join(timeout=30)
+        process.stdout.close()
+
+
+@pytest.mark.parametrize("taken", [pytest.param(False, id="the port asked for"),
+                                   pytest.param(True, id="a taken port: another, said so")])
+def test_the_demo_prints_the_urls_of_the_port_it_serves_on(tmp_path: Path, taken: bool):
+    with contextlib.ExitStack() as stack:
+        blocker = stack.enter_context(socket.socket())
+        blocker.bind(("127.0.0.1", 0))
+        port = blocker.getsockname()[1]
+        if taken:
+            blocker.listen()
+        else:
+            blocker.close()  # free again, and not one another test is likely to pick
+        out, serving = stack.enter_context(_demo_process(tmp_path / "demo", port))
+        assert (serving != port) is taken
+        assert (f"Port {port} is taken" in out) is taken
+        assert f"serves on port {serving} instead" in out if taken else "taken" not in out
+        urls = re.findall(r"http://127\.0\.0\.1:(\d+)/", out.split("\nTry:\n", 1)[1])
+        assert len(urls) == 4 and set(urls) == {str(serving)}
+        assert load_settings(tmp_path / "demo" / "config.yaml", environ={}).port == serving
+        password = _credentials(out)["analyst"].password
+        answer = httpx.get(f"http://127.0.0.1:{serving}/taxii2/", auth=("analyst", password),
+                           headers={"Accept": "application/taxii+json;version=2.1"})
+        assert answer.status_code == 200 and answer.json()["default"]

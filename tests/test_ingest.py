@@ -19,6 +19,7 @@ import orjson
 import pytest
 import yaml
 
+from exchange.config import REPO_DIR
 from exchange.errors import Invalid, Unprocessable
 from exchange.ingest import Ingest, Worker, Writer
 from exchange.model import ALL, AMBER, COMPLETE, PENDING, Query, Status
@@ -387,13 +388,14 @@ def test_two_workers_on_one_file_never_process_a_request_twice(stores, start_wor
 # -- a real server, killed -9 right after it answered 202 ----------------------------------
 
 def _serve(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    command = Path(sys.executable).with_name("taxii-exchange")
+    # This checkout's code (`python -m exchange` from its root), not an installed script's.
     environment = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [str(command), "--config", str(config), "serve", "--port", str(port),
-             "--no-access-log"],
-            stdout=out, stderr=subprocess.STDOUT, env=environment)
+            [sys.executable, "-m", "exchange", "--config", str(config), "serve", "--port",
+             str(port), "--no-access-log"],
+            cwd=REPO_DIR, stdout=out, stderr=subprocess.STDOUT,
+            env={**environment, "PYTHONPATH": str(REPO_DIR)})
 
 
 def _until_up(process: subprocess.Popen[bytes], url: str, headers: dict[str, str],

@@ -395,7 +395,7 @@ def test_access_follows_the_partners_file(file: Path, auth: Authenticator, creds
     pytest.param("- acme\n", "is not of type 'object'", id="a-list"),
     pytest.param("partners:\n  - id: acme\n", "'name' is a required property", id="no-name"),
     pytest.param("partners:\n  - {id: acme, name: A, identity: identity--1b9c3e4a-4a5f-4a6b-"
-                 "8c7d-9e0f1a2b3c4d, password: hunter2}\n", "'password' was unexpected",
+                 "8c7d-9e0f1a2b3c4d, password: hunter2}\n", "partners[0].password: unknown key",
                  id="plaintext-password"),
     pytest.param("partners:\n  - {id: acme, name: A, identity: identity--1b9c3e4a-4a5f-4a6b-"
                  "8c7d-9e0f1a2b3c4d, password_hash: hunter2}\n", "password_hash",
