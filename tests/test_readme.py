@@ -82,7 +82,7 @@ def run_as_pasted(server: LiveServer, command: str, partner: str = "analyst"
 
 def test_the_readme_has_the_lines_this_file_runs():
     assert ACCEPT in README
-    assert len(CURL_LINES) == 5 and all(DEMO_URL in line for line in CURL_LINES)
+    assert len(CURL_LINES) == 6 and all(DEMO_URL in line for line in CURL_LINES)
     assert any("--data @examples/objects.json" in line for line in CURL_LINES)
 
 
@@ -91,6 +91,9 @@ def test_the_readme_has_the_lines_this_file_runs():
 def test_each_readme_curl_line_works_as_pasted(demo_server: LiveServer, command: str):
     done = run_as_pasted(demo_server, command)
     assert done.returncode == 0, (done.stdout, done.stderr)
+    if _url(command).endswith("/metrics"):  # Prometheus text (no metrics_token set here)
+        assert "taxii_exchange_requests_total{" in done.stdout
+        return
     answer: dict[str, Any] = orjson.loads(done.stdout)
     if "--data" in command:  # the push: every example object accepted
         assert answer["status"] == "complete", answer
