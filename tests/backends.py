@@ -38,10 +38,10 @@ JONGODB = REPO / "node_modules" / "@jongodb" / "memory-server-bin-linux-x64-gnu"
 GAPS: dict[str, dict[str, str]] = {
     "jongodb": {
         "explain": "jongodb has no explain command",
-        "write_conflicts": "jongodb does not detect write conflicts between transactions: a "
-                           "commit publishes its snapshot of each document it wrote over what "
-                           "others committed meanwhile (lost updates), so writers in several "
-                           "processes do not take turns on the clock document",
+        "write_conflicts": "jongodb's transactions are not isolated under concurrent "
+                           "writers: a commit that fails with WriteConflict has already "
+                           "published some of its writes (the retry finds them), and commits "
+                           "overwrite each other's (lost updates)",
     },
     "mongomock": {
         "transactions": "mongomock has no sessions or transactions",

@@ -24,7 +24,12 @@ from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, MongoClient, ReturnDocument, UpdateOne
 from pymongo.client_session import ClientSession
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, DuplicateKeyError
+from pymongo.errors import (
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -42,11 +47,13 @@ from ..model import (
     Status,
 )
 from . import chain
-from .mongo_plan import INDEXES, Scan, scans
+from .mongo_plan import INDEXES, Scan, expired_scans, scans
 from .rules import Row, Versions, stamp
 
 DEFAULT_DATABASE = "taxii_exchange"
 SELECTION_MS = 3000  # how long an operation waits for a reachable server before a 503
+WRITE_CONFLICT = 112  # the server's error code
+CONFLICT_SECONDS = 60.0  # how long a write retries after write conflicts before it fails
 T = TypeVar("T")
 # Fields a page needs; the body only when asked. (jongodb ignores projections: nothing here
 # relies on a field being left out.)
@@ -67,6 +74,7 @@ class MongoStore:
         self._make = client
         self._client: MongoClient[Any] | None = None
         self._db: Database[Any] | None = None
+        self._opened_by = 0  # the thread that opened it
         # Writes of one process take turns: they would conflict on the clock document anyway.
         self._writing = threading.RLock()
 
@@ -79,7 +87,7 @@ class MongoStore:
             if "serverselectiontimeoutms" not in self.uri.lower():
                 options["serverSelectionTimeoutMS"] = SELECTION_MS
             client = MongoClient(self.uri, **options)
-        self._client = client
+        self._client, self._opened_by = client, threading.get_ident()
         self._db = client.get_default_database(DEFAULT_DATABASE)
         try:
             for name, keys, extra in INDEXES:
@@ -91,7 +99,10 @@ class MongoStore:
             raise Unavailable(f"the MongoDB store is not reachable ({exc})", 1) from exc
 
     def close(self) -> None:
-        if self._client is not None:
+        """Close the client, when called where it was opened. The client is shared by every
+        thread of the process: a thread that ends (the ingest worker closes its store as
+        SQLite's connections are per thread) leaves it to the others."""
+        if self._client is not None and threading.get_ident() == self._opened_by:
             self._client.close()
             self._client = self._db = None
 
@@ -106,12 +117,31 @@ class MongoStore:
         self.db.command("ping")
 
     def _transaction(self, work: Callable[[ClientSession], T]) -> T:
-        """Run `work` in one transaction, again from the start on a transient conflict (another
-        writer took the same clock or status first)."""
+        """Run `work` in one transaction, again from the start when another writer took the
+        same clock, status or audit number first (a write conflict), for up to
+        CONFLICT_SECONDS. Unlike pymongo's `with_transaction`, a lost connection is not
+        retried for two minutes: it is Unavailable now, and the client retries later."""
         assert self._client is not None
+        deadline = time.monotonic() + CONFLICT_SECONDS
         with self._writing, self._client.start_session() as session:
-            return session.with_transaction(work, read_concern=ReadConcern("snapshot"),
-                                            write_concern=WriteConcern("majority"))
+            while True:
+                session.start_transaction(read_concern=ReadConcern("snapshot"),
+                                          write_concern=WriteConcern("majority"))
+                try:
+                    result = work(session)
+                except BaseException as exc:
+                    if session.in_transaction:
+                        session.abort_transaction()
+                    if _conflict(exc, deadline):
+                        continue
+                    raise
+                try:
+                    session.commit_transaction()
+                except PyMongoError as exc:
+                    if _conflict(exc, deadline):
+                        continue
+                    raise
+                return result
 
     # -- reads -------------------------------------------------------------------------
     def query(self, query: Query, *, with_body: bool) -> Page:
@@ -140,6 +170,19 @@ class MongoStore:
             for doc in docs:
                 doc["body"] = bodies[doc["_id"]]
         return docs
+
+    def explain(self, plan: list[Scan]) -> list[dict[str, Any]]:
+        """The server's winning plan of each find, for tests that hold every read to index
+        scans (where the server has explain)."""
+        found = []
+        for scan in plan:
+            command: dict[str, Any] = {"find": "objects", "filter": scan.filter,
+                                       "sort": {"added": 1}}
+            if scan.limit:
+                command["limit"] = scan.limit
+            answer = self.db.command("explain", command, verbosity="queryPlanner")
+            found.append(answer["queryPlanner"]["winningPlan"])
+        return found
 
     # -- writes ------------------------------------------------------------------------
     def write(self, collection: str, candidates: Sequence[Candidate], status_id: str | None,
@@ -197,12 +240,7 @@ class MongoStore:
     def _expired(self, session: ClientSession | None, collection: str,
                  cutoffs: Sequence[int | None], limit: int) -> list[tuple[str, str, int]]:
         """One range of the (coll, added) index per distinct cutoff, oldest first."""
-        groups: dict[int, list[int]] = {}
-        for rank, cutoff in enumerate(cutoffs):
-            if cutoff is not None:
-                groups.setdefault(cutoff, []).append(rank)
-        plan = [Scan({"coll": collection, "added": {"$lt": cutoff}, "base": {"$in": ranks}},
-                     limit) for cutoff, ranks in groups.items()]
+        plan = expired_scans(collection, tuple(cutoffs), limit)
         return [(d["id"], d["version"], d["added"])
                 for d in self._run(plan, session, False, limit=limit)]
 
@@ -505,6 +543,16 @@ def _status(doc: dict[str, Any]) -> Status:
                   status=doc["state"], total_count=details["total"],
                   successes=details["successes"], failures=details["failures"],
                   pendings=details["pendings"])
+
+
+def _conflict(exc: BaseException, deadline: float) -> bool:
+    """Whether a failed transaction is worth running again: a write conflict (the server
+    labels it transient), not a lost server, and there is time left."""
+    transient = isinstance(exc, PyMongoError) and not isinstance(exc, ConnectionFailure) and (
+        exc.has_error_label("TransientTransactionError")
+        # WriteConflict: MongoDB labels it transient; jongodb sends the code alone.
+        or isinstance(exc, OperationFailure) and exc.code == WRITE_CONFLICT)
+    return transient and time.monotonic() < deadline
 
 
 def _unavailable_when_unreachable(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -156,3 +156,15 @@ def _restricted(query: Query, limit: int, every: bool) -> list[Scan]:
             found.append(Scan(_and(head, own, {"$nor": [seen]} if rank <= t else {},
                                    common), limit))
     return found
+
+
+def expired_scans(collection: str, cutoffs: list[int | None] | tuple[int | None, ...],
+                  limit: int) -> list[Scan]:
+    """Retention: one range of the (coll, added) index per distinct cutoff, for the ranks
+    that cutoff applies to (`cutoffs[rank]`; None keeps that rank)."""
+    groups: dict[int, list[int]] = {}
+    for rank, cutoff in enumerate(cutoffs):
+        if cutoff is not None:
+            groups.setdefault(cutoff, []).append(rank)
+    return [Scan({"coll": collection, "added": {"$lt": cutoff}, "base": {"$in": ranks}}, limit)
+            for cutoff, ranks in groups.items()]
