@@ -150,18 +150,24 @@ class Settings:
     log_format: str = "text"  # request log lines: uvicorn's text, or one JSON object each
     # When set, /metrics needs it as a bearer token (compared in constant time).
     metrics_token: str = field(default="", repr=False)
+    # `store: mongodb://...` (or mongodb+srv://): the MongoDB store instead of the SQLite file.
+    store_url: str = ""
 
     def api_root(self, name: str) -> ApiRootSettings | None:
         return next((r for r in self.api_roots if r.name == name), None)
 
 
+MONGODB_SCHEMES = ("mongodb://", "mongodb+srv://")
+
+
 def _store_path(base: Path, url: str, path: str) -> Path:
-    """The store: a URL (`sqlite:///PATH`, relative to the config file) or, as before it,
-    `store_path`. The URL is the one setting a scale-out backend will take too."""
-    if not url:
+    """The store: a URL (`sqlite:///PATH`, relative to the config file, or a MongoDB URL) or,
+    as before it, `store_path`. With a MongoDB URL the file is not used."""
+    if not url or url.startswith(MONGODB_SCHEMES):
         return base / path
     if not url.startswith("sqlite:///") or url == "sqlite:///":
-        raise ConfigError(f"store must be sqlite:///PATH, not {url!r}")
+        raise ConfigError("store must be sqlite:///PATH, mongodb://... or mongodb+srv://..., "
+                          f"not {url!r}")
     return base / url.removeprefix("sqlite:///")
 
 
@@ -184,6 +190,15 @@ def over_defaults(document: dict[str, Any]) -> dict[str, Any]:
             else:
                 combined[name] = values
     return merged
+
+
+def _store_url(url: str) -> str:
+    """A MongoDB URL as given (pymongo reads it when the store opens), or '' for SQLite."""
+    if not url.startswith(MONGODB_SCHEMES):
+        return ""
+    if url.rstrip("/") in ("mongodb:", "mongodb+srv:") or url.split("://", 1)[1][:1] in "/?":
+        raise ConfigError(f"store {url!r} names no MongoDB host")
+    return url
 
 
 def load_settings(path: str | Path | None = None,
@@ -248,6 +263,7 @@ def load_settings(path: str | Path | None = None,
         title=merged["title"], description=merged["description"], contact=merged["contact"],
         public_url=merged["public_url"].rstrip("/"), host=merged["host"], port=merged["port"],
         store_path=_store_path(base, merged["store"], merged["store_path"]),
+        store_url=_store_url(merged["store"]),
         partners_file=base / merged["partners_file"],
         peers_file=base / merged["peers_file"],
         collections_dir=base / merged["collections_dir"], default_api_root=default_root,

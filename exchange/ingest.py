@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from . import audit
-from .errors import Invalid, InvalidObject, Unprocessable
+from .errors import Invalid, InvalidObject, Unavailable, Unprocessable
 from .model import ALL, COMPLETE, LAST, AuditEntry, Candidate, Entry, Outcome, Query, Status
 from .stix import SDO_TYPES, SRO_TYPES, ObjectFacts, check_object, now_micros
 from .store import Store
@@ -294,13 +294,23 @@ class Worker:
                 try:
                     item = self._queue.get(timeout=self.sweep_seconds)
                 except queue.Empty:
-                    for status_id in store.claim_pending(self.lease_seconds):
+                    try:
+                        claimed = store.claim_pending(self.lease_seconds)
+                    except Unavailable as exc:  # the store is back later: sweep again then
+                        log.warning("cannot look for pending requests now: %s", exc)
+                        continue
+                    for status_id in claimed:
                         self._process(status_id, None)
                     continue
                 if item is None:
                     return
                 status_id, future = item
-                if store.claim_pending(self.lease_seconds, status_id):
+                try:
+                    claimed = store.claim_pending(self.lease_seconds, status_id)
+                except Unavailable as exc:  # left pending: the sweep takes it later
+                    future.set_exception(exc)
+                    continue
+                if claimed:
                     self._process(status_id, future)
                 else:
                     self.ingest.forget(status_id)

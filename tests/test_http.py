@@ -1,7 +1,8 @@
 """Raw HTTP against a real server: TAXII 2.1 status codes, media types, endpoints and filters.
 
-Read-only tables run against one seeded server per module (small page sizes, so paging shows
-with few objects); tests that push or delete get a fresh server of their own (`live`).
+Read-only tables run against one seeded server per module and backend (small page sizes, so
+paging shows with few objects); tests that push or delete get a fresh server of their own
+(`live`). Every test runs on each store backend (tests/backends.py): SQLite and MongoDB.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import pytest
 import yaml
 
 from exchange.policy import partners
+from exchange.store.mongo import MongoStore
 from exchange.store.sqlite import SQLiteStore
+from tests import backends
 from tests.conftest import (
     ALICE,
     API_ROOT,
@@ -35,6 +38,7 @@ from tests.conftest import (
     Env,
     LiveServer,
     start_server,
+    with_backend,
     write_env,
 )
 
@@ -181,10 +185,18 @@ class Shared:
         return get(self.client, path, self.env.bearer(who), **params)
 
 
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shared]:
+@pytest.fixture(params=backends.BACKENDS)
+def env(env: Env, request: pytest.FixtureRequest) -> Env:
+    """The conftest's `env` over each store backend in turn (so `live` too)."""
+    return with_backend(env, request.param, request)
+
+
+@pytest.fixture(scope="module", params=backends.BACKENDS)
+def srv(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+        ) -> Iterator[Shared]:
     directory = tmp_path_factory.mktemp("http")
-    env = write_env(directory, max_page_size=MAX_PAGE, default_page_size=DEFAULT_PAGE)
+    env = with_backend(write_env(directory, max_page_size=MAX_PAGE,
+                                 default_page_size=DEFAULT_PAGE), request.param, request)
     (env.settings.collections_dir / "dropbox.yaml").write_text(yaml.safe_dump(DROPBOX_DEF))
     live = start_server(env)
     client = httpx.Client(base_url=live.url, timeout=30)
@@ -468,6 +480,7 @@ def test_server_failure_is_a_taxii_500_on_a_connection_that_stays_open(
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(SQLiteStore, "query", broken)
+    monkeypatch.setattr(MongoStore, "query", broken)
     live = start_server(env)
     port = int(live.url.rsplit(":", 1)[1].strip("/"))
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)

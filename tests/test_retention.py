@@ -147,7 +147,7 @@ def test_the_command_dry_run_deletes_nothing_and_a_purge_leaves_audit_records(
         kept: Env, store: SQLiteStore, monkeypatch: pytest.MonkeyPatch):
     # Stored 40 days ago: the store's clock is the one thing moved back.
     past = time.time() - 40 * 86_400
-    monkeypatch.setattr("exchange.store.sqlite.now_micros", lambda: int(past * 1e6))
+    monkeypatch.setattr("exchange.store.rules.now_micros", lambda: int(past * 1e6))
     load(store, [indicator(n) for n in range(3)])
     monkeypatch.undo()
     load(store, [indicator(n) for n in range(3, 5)])  # today: kept
@@ -174,7 +174,7 @@ def test_the_command_dry_run_deletes_nothing_and_a_purge_leaves_audit_records(
 def test_a_running_server_purges_at_its_interval(kept: Env, store: SQLiteStore,
                                                  monkeypatch: pytest.MonkeyPatch):
     past = time.time() - 40 * 86_400
-    monkeypatch.setattr("exchange.store.sqlite.now_micros", lambda: int(past * 1e6))
+    monkeypatch.setattr("exchange.store.rules.now_micros", lambda: int(past * 1e6))
     load(store, [indicator(n) for n in range(3)])
     monkeypatch.undo()
     load(store, [indicator(3)])

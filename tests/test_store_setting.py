@@ -42,8 +42,24 @@ def test_the_store_setting_names_the_file(tmp_path: Path, keys: dict[str, str],
     assert isinstance(store, SQLiteStore) and store.path == str(tmp_path / where)
 
 
-@pytest.mark.parametrize("url", ["mongodb://db.example/exchange", "sqlite://relative.db",
-                                 "sqlite:///", "postgres://db.example/x"])
+@pytest.mark.parametrize("url", [
+    "mongodb://db.example:27017/exchange?replicaSet=rs0",
+    "mongodb+srv://cluster.db.example/exchange",
+    "mongodb://h1.db.example,h2.db.example,h3.db.example/?replicaSet=rs0&w=majority",
+])
+def test_a_mongodb_url_opens_the_mongodb_store_without_connecting(tmp_path: Path, url: str):
+    from exchange.store.mongo import MongoStore
+
+    settings = settings_with(tmp_path, **{"store": url})
+    assert settings.store_url == url
+    store = open_store(settings)
+    assert isinstance(store, MongoStore) and store.uri == url  # connects in open()
+    env = settings_with(tmp_path, {"EXCHANGE_STORE": url})
+    assert isinstance(open_store(env), MongoStore)
+
+
+@pytest.mark.parametrize("url", ["mongodb://", "mongodb:///exchange", "mongo://db.example/x",
+                                 "sqlite://relative.db", "sqlite:///", "postgres://db.example/x"])
 def test_a_store_this_version_cannot_open_is_refused_at_start(tmp_path: Path, url: str):
     with pytest.raises(ConfigError, match="store"):
         settings_with(tmp_path, **{"store": url})

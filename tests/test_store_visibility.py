@@ -13,14 +13,13 @@ import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 import pytest
 
 from exchange.model import ALL, CLEAR, FIRST, LAST, RED, Candidate, Query, Visibility
 from exchange.stix import version_key
-from exchange.store.sqlite import SQLiteStore
+from exchange.store import Store
 from tests.test_store import COLL, write
 
 TYPES = ("indicator", "relationship", "report")
@@ -133,7 +132,7 @@ def _candidate(v: Version) -> Candidate:
                      body=v.body, rank=v.base, h2=v.h2, refs=v.refs, pusher=v.pusher)
 
 
-def _all_pages(store: SQLiteStore, query: Query) -> Iterator[tuple[str, str]]:
+def _all_pages(store: Store, query: Query) -> Iterator[tuple[str, str]]:
     after = None
     while True:
         page = store.query(Query(collection=COLL, limit=query.limit, ids=query.ids,
@@ -153,64 +152,54 @@ VIEWS = [Visibility(max_rank=t, pusher=p, onward=o) for t in range(5) for p in (
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_every_view_reads_what_the_model_says(tmp_path: Path, seed: int):
+def test_every_view_reads_what_the_model_says(store: Store, seed: int):
     rng = random.Random(seed)
-    store = SQLiteStore(tmp_path / "v.sqlite3")
-    store.open()
     model = Model()
-    try:
-        pending = _generate(rng, 40)
-        while pending:
-            batch, pending = pending[: rng.randint(1, 12)], pending[rng.randint(1, 12):]
-            outcomes = write(store, *[_candidate(v) for v in batch])
-            stored = {(o.id, o.version) for o in outcomes if o.stored}
-            for v in batch:
-                if (v.id, v.modified) in stored and v not in model.versions:
-                    model.versions.append(v)
-            if rng.random() < 0.2 and model.versions:  # delete a version now and then
-                gone = rng.choice(model.versions)
-                query = Query(collection=COLL, limit=1, ids=(gone.id,),
-                              versions=(version_key(gone.modified),))
-                assert store.delete(query) == 1
-                model.versions.remove(gone)
-        full = store.query(Query(collection=COLL, limit=10_000, versions=(ALL,)),
-                           with_body=False).entries
-        added = {(e.id, e.version): e.date_added for e in full}
-        for v in model.versions:
-            v.added = added[(v.id, v.modified)]
-        some_ids = tuple(rng.sample(sorted({v.id for v in model.versions}), 5))
-        some_version = version_key(rng.choice(model.versions).modified)
-        for view in VIEWS:
-            for versions in ((LAST,), (FIRST,), (ALL,), (some_version,), (FIRST, LAST)):
-                for types, ids in (((), ()), (("indicator",), ()), (TYPES[1:], ()),
-                                   ((), some_ids)):
-                    query = Query(collection=COLL, limit=rng.choice((1, 3, 50)), ids=ids,
-                                  types=types, versions=versions, visibility=view)
-                    expected = model.read(view, versions, types, ids)
-                    assert list(_all_pages(store, query)) == expected, (view, versions,
-                                                                         types, ids)
-    finally:
-        store.close()
+    pending = _generate(rng, 40)
+    while pending:
+        batch, pending = pending[: rng.randint(1, 12)], pending[rng.randint(1, 12):]
+        outcomes = write(store, *[_candidate(v) for v in batch])
+        stored = {(o.id, o.version) for o in outcomes if o.stored}
+        for v in batch:
+            if (v.id, v.modified) in stored and v not in model.versions:
+                model.versions.append(v)
+        if rng.random() < 0.2 and model.versions:  # delete a version now and then
+            gone = rng.choice(model.versions)
+            query = Query(collection=COLL, limit=1, ids=(gone.id,),
+                          versions=(version_key(gone.modified),))
+            assert store.delete(query) == 1
+            model.versions.remove(gone)
+    full = store.query(Query(collection=COLL, limit=10_000, versions=(ALL,)),
+                       with_body=False).entries
+    added = {(e.id, e.version): e.date_added for e in full}
+    for v in model.versions:
+        v.added = added[(v.id, v.modified)]
+    some_ids = tuple(rng.sample(sorted({v.id for v in model.versions}), 5))
+    some_version = version_key(rng.choice(model.versions).modified)
+    for view in VIEWS:
+        for versions in ((LAST,), (FIRST,), (ALL,), (some_version,), (FIRST, LAST)):
+            for types, ids in (((), ()), (("indicator",), ()), (TYPES[1:], ()),
+                               ((), some_ids)):
+                query = Query(collection=COLL, limit=rng.choice((1, 3, 50)), ids=ids,
+                              types=types, versions=versions, visibility=view)
+                expected = model.read(view, versions, types, ids)
+                assert list(_all_pages(store, query)) == expected, (view, versions,
+                                                                     types, ids)
 
 
-def test_a_reference_cycle_follows_a_declassification(tmp_path: Path):
+def test_a_reference_cycle_follows_a_declassification(store: Store):
     """A and B reference each other; A is declassified: the cycle does not hold itself up."""
-    store = SQLiteStore(tmp_path / "c.sqlite3")
-    store.open()
     a, b = _id("report", 1), _id("report", 2)
-    try:
-        write(store, _candidate(Version(a, "report", "2024-01-01T00:00:00.000Z", RED, False,
-                                        "", (b,))),
-              _candidate(Version(b, "report", "2024-01-01T00:00:00.000Z", CLEAR, False,
-                                 "", (a,))))
-        write(store, _candidate(Version(a, "report", "2024-02-01T00:00:00.000Z", CLEAR, False,
-                                        "", (b,))))
-        green = Visibility(max_rank=1)
-        seen = store.query(Query(collection=COLL, limit=10, visibility=green), with_body=False)
-        red = store.query(Query(collection=COLL, limit=10, visibility=Visibility(max_rank=RED)),
-                          with_body=False)
-        assert [e.id for e in red.entries] == [b, a]
-        # The least answer: A no longer holds B up, so both are shown again.
-        assert [e.id for e in seen.entries] == [b, a]
-    finally:
-        store.close()
+    write(store, _candidate(Version(a, "report", "2024-01-01T00:00:00.000Z", RED, False,
+                                    "", (b,))),
+          _candidate(Version(b, "report", "2024-01-01T00:00:00.000Z", CLEAR, False,
+                             "", (a,))))
+    write(store, _candidate(Version(a, "report", "2024-02-01T00:00:00.000Z", CLEAR, False,
+                                    "", (b,))))
+    green = Visibility(max_rank=1)
+    seen = store.query(Query(collection=COLL, limit=10, visibility=green), with_body=False)
+    red = store.query(Query(collection=COLL, limit=10, visibility=Visibility(max_rank=RED)),
+                      with_body=False)
+    assert [e.id for e in red.entries] == [b, a]
+    # The least answer: A no longer holds B up, so both are shown again.
+    assert [e.id for e in seen.entries] == [b, a]

@@ -3,7 +3,6 @@ command names (`store copy --from URL --to URL`)."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,7 +15,10 @@ MONGODB = ("mongodb://", "mongodb+srv://")
 
 def open_store(settings: Settings, *, bulk: bool = False) -> Store:
     """The configured store, not yet opened (`Store.open` connects, in the process that uses
-    it). `bulk`: a local load from input files, which stay the durable copy."""
+    it). `bulk`: a local load from input files, which stay the durable copy (SQLite only: a
+    MongoDB store writes every transaction with majority write concern)."""
+    if settings.store_url:
+        return open_url(settings.store_url)
     from .sqlite import SQLiteStore
 
     return SQLiteStore(settings.store_path, bulk=bulk)
@@ -31,12 +33,9 @@ def open_url(url: str, *, base: Path | None = None, bulk: bool = False) -> Store
 
         return SQLiteStore(sqlite_path(url, base), bulk=bulk)
     if url.startswith(MONGODB):
-        try:  # by name: a build without the MongoDB backend still runs on SQLite
-            backend = importlib.import_module(f"{__package__}.mongo")
-        except ModuleNotFoundError:
-            raise ConfigError("this version has no MongoDB store backend") from None
-        store: Store = backend.MongoStore(url)
-        return store
+        from .mongo import MongoStore  # pymongo is imported only by a process that uses it
+
+        return MongoStore(url)
     raise ConfigError(f"a store URL is sqlite:///PATH or mongodb://..., not {describe(url)!r}")
 
 

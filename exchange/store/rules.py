@@ -27,7 +27,7 @@ from typing import Protocol
 import orjson
 
 from ..model import CLEAR, RED, Candidate, Outcome
-from ..stix import format_micros, references, version_key
+from ..stix import format_micros, now_micros, references, version_key
 
 NONE = RED + 1  # above every rank: "there is no such version"
 
@@ -249,6 +249,27 @@ class Versions:
         """Stored rows (not the ones this write inserts) whose derived facts changed."""
         return [row for ident in self._touched for row in self.versions.get(ident, [])
                 if row.saved is not None and row.saved != row.derived()]
+
+
+def stamp(working: Versions, candidates: Iterable[Candidate],
+          clock: int) -> tuple[list[Outcome], int]:
+    """Place candidates in order, each stored version taking the next date_added; return the
+    outcomes and the collection's new clock (the last date_added given).
+
+    The clock of a collection is stored by the backend and read inside the write's
+    transaction, so writers (in any process) take turns on it and date_added is strictly
+    increasing per collection in commit order: a reader's `next` never skips a version that
+    commits later. It starts from now (less a microsecond, so the first version gets now)
+    unless the stored clock is ahead (a clock stepped back, or many writes this
+    microsecond)."""
+    added = max(clock, now_micros() - 1)
+    outcomes = []
+    for candidate in candidates:
+        outcome, row = working.place(candidate, added + 1)
+        outcomes.append(outcome)
+        if row is not None:
+            added += 1
+    return outcomes, added
 
 
 def _facts(newest: Row | None) -> tuple[int, bool]:

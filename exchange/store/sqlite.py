@@ -37,9 +37,9 @@ from ..model import (
     Query,
     Status,
 )
-from ..stix import now_micros, references
+from ..stix import references
 from . import chain, sqlite_dump
-from .rules import NONE, Row, Versions
+from .rules import NONE, Row, Versions, stamp
 from .sqlite_plan import id_hash, select
 from .terms import MARK, Indexed, index
 
@@ -290,15 +290,9 @@ class SQLiteStore:
             key = self._key(conn, collection, create=True)
             assert key is not None
             clock = conn.execute("SELECT added FROM clock WHERE coll = ?", (collection,)).fetchone()
-            added = max(clock[0] if clock else 0, now_micros() - 1)
             working = Versions(_Backend(self, conn, key))
             working.load((c.id for c in candidates), bodies=True)
-            outcomes = []
-            for candidate in candidates:
-                outcome, row = working.place(candidate, added + 1)
-                outcomes.append(outcome)
-                if row is not None:
-                    added += 1
+            outcomes, added = stamp(working, candidates, clock[0] if clock else 0)
             working.settle()
             self._flush(conn, key, working)
             conn.execute(

@@ -485,6 +485,19 @@ def add_partner(tree: Tree, config: Path, partner_id: str, groups: tuple[str, ..
     return found["token"].strip(), found["password"].strip()
 
 
+STORE_URL = ""  # --store: a mongodb:// URL; each target gets a database of its own
+
+
+def _store_setting(target: Target) -> dict[str, str]:
+    if not STORE_URL:
+        return {"store_path": "store.sqlite3"}
+    head, _, options = STORE_URL.partition("?")
+    scheme, rest = head.split("://", 1)
+    database = f"bench_{target.directory.name.replace('-', '_')}_{os.getpid()}"
+    return {"store": f"{scheme}://{rest.split('/', 1)[0]}/{database}"
+                     + (f"?{options}" if options else "")}
+
+
 def write_exchange_config(target: Target, collection: dict[str, Any],
                           policy: dict[str, Any]) -> Path:
     """The server config and one collection file in the target's folder. `policy` (the
@@ -497,7 +510,7 @@ def write_exchange_config(target: Target, collection: dict[str, Any],
     (directory / "collections" / "bench.yaml").write_text(yaml.safe_dump(document))
     config = directory / "config.yaml"
     settings: dict[str, Any] = {
-        "host": "127.0.0.1", "store_path": "store.sqlite3", "partners_file": "partners.yaml",
+        "host": "127.0.0.1", **_store_setting(target), "partners_file": "partners.yaml",
         "collections_dir": "collections", "default_api_root": ROOT, "post_wait_seconds": 2.0,
         "api_roots": {ROOT: {"title": "Benchmark root", "max_content_length": 16 * MIB,
                              "default_page_size": PAGE, "max_page_size": 5000}},
@@ -1273,7 +1286,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paired-lookups", type=int, default=200,
                         help="match[id] lookups per round, server and auth in that comparison")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--store", default="",
+                        help="serve from this MongoDB (mongodb://HOST:PORT/?replicaSet=rs0; "
+                             "a database per run) instead of a SQLite file")
     args = parser.parse_args(argv)
+    global STORE_URL
+    STORE_URL = args.store
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     if any(n < 20 for n in sizes) or (args.medallion_n and args.medallion_n < 20):
         parser.error("sizes must be at least 20")
