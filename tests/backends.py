@@ -42,6 +42,11 @@ GAPS: dict[str, dict[str, str]] = {
                            "writers: a commit that fails with WriteConflict has already "
                            "published some of its writes (the retry finds them), and commits "
                            "overwrite each other's (lost updates)",
+        "dead_writer": "jongodb lets other transactions see what the open transaction of a "
+                       "killed process wrote; when that transaction is aborted its writes go, "
+                       "so the process that finished the request on the strength of them "
+                       "leaves it complete with none of its objects stored (a race: seen in "
+                       "most runs, not all)",
     },
     "mongomock": {
         "transactions": "mongomock has no sessions or transactions",
@@ -69,6 +74,17 @@ def _jongodb() -> Path | None:
 
 
 MONGO_KIND = _kind()  # decided at collection: the expected failures depend on it
+
+
+# Gaps that show in most runs but not all: their expected failures are not strict.
+RACES = {"dead_writer"}
+
+
+def gap_marks(*needs: str) -> list[pytest.MarkDecorator]:
+    """Expected failures for what the session's MongoDB lacks (none on a real server)."""
+    known = GAPS.get(MONGO_KIND, {})
+    return [pytest.mark.xfail(strict=need not in RACES, reason=known[need])
+            for need in needs if need in known]
 
 
 def gaps_for(needs: tuple[str, ...]) -> list[str]:
