@@ -486,6 +486,7 @@ def add_partner(tree: Tree, config: Path, partner_id: str, groups: tuple[str, ..
 
 
 STORE_URL = ""  # --store: a mongodb:// URL; each target gets a database of its own
+WORKERS = 1  # --workers: `serve --workers N` (several processes on one store)
 
 
 def _store_setting(target: Target) -> dict[str, str]:
@@ -527,7 +528,8 @@ def serve_exchange(target: Target, config: Path) -> None:
     assert target.tree is not None
     target.port = free_port()
     command = target.tree.command("--config", str(config), "serve", "--host", "127.0.0.1",
-                                  "--port", str(target.port), "--no-access-log")
+                                  "--port", str(target.port), "--no-access-log",
+                                  *(["--workers", str(WORKERS)] if WORKERS > 1 else []))
     _spawn(target, command, target.tree.env)
 
 
@@ -1289,9 +1291,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", default="",
                         help="serve from this MongoDB (mongodb://HOST:PORT/?replicaSet=rs0; "
                              "a database per run) instead of a SQLite file")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve with this many worker processes (peak memory: all of them)")
     args = parser.parse_args(argv)
-    global STORE_URL
-    STORE_URL = args.store
+    global STORE_URL, WORKERS
+    STORE_URL, WORKERS = args.store, args.workers
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     if any(n < 20 for n in sizes) or (args.medallion_n and args.medallion_n < 20):
         parser.error("sizes must be at least 20")
@@ -1305,6 +1309,9 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(_stop_all)
     started = time.monotonic()
     facts = machine_facts(trees)
+    if WORKERS > 1:
+        facts.append(f"taxii-exchange served by `serve --workers {WORKERS}` "
+                     "(peak memory: all processes)")
     foreign = ForeignCpu()
     workdir = Path(tempfile.mkdtemp(prefix="taxii-bench-"))
     command = " ".join([os.path.relpath(sys.executable), *sys.argv]) if argv is None else \
