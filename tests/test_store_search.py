@@ -8,13 +8,24 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
 from exchange.markings import TLP
-from exchange.model import AMBER, CLEAR, GREEN, RED, Candidate, Query, Visibility
+from exchange.model import (
+    AMBER,
+    CLEAR,
+    FIRST,
+    GREEN,
+    RED,
+    Candidate,
+    Filters,
+    Query,
+    Visibility,
+)
 from exchange.stix import timestamp_micros
 from exchange.store import Store, terms
 from tests.backends import Opener
@@ -234,3 +245,75 @@ def test_a_filter_without_matches_leaves_the_page_empty_not_short(store: Store) 
         Query(collection=COLL, limit=1, newest_first=True, source=THEM),
         before=page.last_added), with_body=False)
     assert len(page.entries) == 1 and not page.more
+
+
+# -- every filter is answered by every backend -------------------------------------------------
+REL = sdo("relationship", "ind-ip indicates malware", relationship_type="indicates",
+          source_ref=OBJECTS["ind-ip"]["id"], target_ref=OBJECTS["malware"]["id"])
+NAMES = {**{o["id"]: key for key, o in OBJECTS.items()}, REL["id"]: "rel"}
+NOW = timestamp_micros("2025-01-01T00:00:00Z")
+# Each Filters field set on its own, and what it leaves of the default answer (every newest
+# version, oldest date_added first) over the objects above, a relationship from ind-ip to the
+# malware, and a second version of ind-ip (so the default answer ends "..., rel, ind-ip").
+EACH_FIELD = [
+    pytest.param("limit", 2, lambda d: d[:2], id="limit"),
+    pytest.param("ids", (OBJECTS["malware"]["id"],), lambda d: ["malware"], id="ids"),
+    pytest.param("types", ("malware",), lambda d: ["malware"], id="types"),
+    pytest.param("versions", (FIRST,), lambda d: ORDER + ["rel"], id="versions"),
+    pytest.param("spec_versions", ("2.0",), lambda d: [], id="spec_versions"),
+    pytest.param("after", "malware", lambda d: d[d.index("malware") + 1:], id="after"),
+    pytest.param("refers_to", OBJECTS["malware"]["id"], lambda d: ["rel"], id="refers_to"),
+    pytest.param("newest_first", True, lambda d: d[::-1], id="newest_first"),
+    pytest.param("before", "malware", lambda d: d[:d.index("malware")], id="before"),
+    pytest.param("ranks", (AMBER,), lambda d: ["ind-amber"], id="ranks"),
+    pytest.param("source", THEM, lambda d: ["ind-expired", "ind-future"], id="source"),
+    pytest.param("valid_at", NOW, lambda d: ["ind-url", "ind-amber", "ind-ip"],
+                 id="valid_at"),
+    pytest.param("search", terms.search("198.51.100.7"), lambda d: ["ip", "ind-amber", "ind-ip"],
+                 id="search"),
+]
+
+
+def test_the_table_below_names_every_filter() -> None:
+    """A new Filters field must be added to EACH_FIELD, so every backend is held to it."""
+    assert [p.id for p in EACH_FIELD] == [f.name for f in dataclasses.fields(Filters)]
+
+
+@pytest.mark.parametrize("name, value, expected", EACH_FIELD)
+@pytest.mark.parametrize("view", [pytest.param(None, id="sees everything"),
+                                  pytest.param(Visibility(max_rank=AMBER), id="amber")])
+def test_every_filter_changes_the_answer(store: Store, name: str, value: Any,
+                                         expected: Callable[[list[str]], list[str]],
+                                         view: Visibility | None) -> None:
+    """Each field, set alone, gives exactly what it should: a backend that ignored it would
+    give the default answer, which differs from it in every row of the table."""
+    related = dataclasses.replace(candidate(REL), refs=(REL["source_ref"], REL["target_ref"]))
+    store.write(COLL, [related], None, lambda outcomes: pending())
+    write(store, ind("ind-ip", "[ipv4-addr:value = '198.51.100.7']",
+                     modified="2024-02-01T00:00:00.000Z"))
+
+    def answer(**field: Any) -> list[str]:
+        query = Query(collection=COLL, limit=field.pop("limit", 100), visibility=view, **field)
+        return [NAMES[e.id] for e in store.query(query, with_body=False).entries]
+
+    default = answer()
+    assert default[-2:] == ["rel", "ind-ip"]
+    if name in ("after", "before"):  # the date_added of the object named
+        value = next(e.date_added for e in store.query(
+            Query(collection=COLL, limit=100, ids=(OBJECTS[value]["id"],)),
+            with_body=False).entries)
+    assert expected(default) != default
+    assert answer(**{name: value}) == expected(default)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LaterQuery(Query):
+    """A Query with a field added after the backends were written."""
+
+    scope: str = ""
+
+
+def test_a_field_a_backend_does_not_answer_is_refused_not_ignored(store: Store) -> None:
+    with pytest.raises(NotImplementedError, match="Query.scope"):
+        store.query(LaterQuery(collection=COLL, limit=5, scope="eu"), with_body=False)
+    assert len(store.query(LaterQuery(collection=COLL, limit=5), with_body=False).entries) == 5
