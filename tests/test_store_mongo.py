@@ -21,7 +21,7 @@ import yaml
 from taxii2client.v21 import Collection
 
 from exchange.errors import Unavailable
-from exchange.model import ALL, FIRST, LAST, RED, Query, Visibility
+from exchange.model import ALL, FIRST, LAST, RED, Query, Search, Visibility
 from exchange.stix import now_micros, version_key
 from exchange.store.mongo import MongoStore
 from exchange.store.mongo_plan import Scan, expired_scans, scans
@@ -101,6 +101,41 @@ def test_every_query_shape_is_index_scans(filled: MongoStore, view: Visibility |
                   after=page, **selector)
     _assert_index_scans(filled, scans(query))
     _assert_index_scans(filled, scans(query, every=True))  # what a delete selects
+
+
+FILTER_SHAPES = [
+    pytest.param({"refers_to": "malware--y"}, id="refers_to"),
+    pytest.param({"refers_to": "malware--y", "after": 1}, id="refers_to-next-page"),
+    pytest.param({"newest_first": True}, id="newest_first"),
+    pytest.param({"newest_first": True, "before": now_micros()}, id="newest_first-next-page"),
+    pytest.param({"after": 1, "before": now_micros()}, id="date-range"),
+    pytest.param({"ranks": (1, 2)}, id="ranks"),
+    pytest.param({"source": ALICE}, id="source"),
+    pytest.param({"valid_at": now_micros()}, id="valid_at"),
+    pytest.param({"search": Search(terms=("emotet",))}, id="search-exact"),
+    pytest.param({"search": Search(terms=("a.example", "http://a.example/"))},
+                 id="search-two-terms"),
+    pytest.param({"search": Search(low="4:c6336400", high="4:c63364ff")}, id="search-cidr"),
+    pytest.param({"search": Search(text="evil", prefix=True)}, id="search-prefix"),
+    pytest.param({"search": Search(text="evil-shop")}, id="search-substring"),
+    pytest.param({"search": Search(text="evil-shop"), "newest_first": True,
+                  "before": now_micros(), "types": ("indicator",)},
+                 id="search-substring-next-page-typed"),
+]
+
+
+@pytest.mark.parametrize("filters", FILTER_SHAPES)
+@pytest.mark.parametrize("view", [pytest.param(None, id="everything"),
+                                  pytest.param(GREEN_ALICE, id="restricted")])
+def test_every_filter_and_search_shape_is_index_scans(
+        filled: MongoStore, view: Visibility | None, filters: dict[str, Any],
+        request: pytest.FixtureRequest):
+    for mark in gap("explain"):
+        request.applymarker(mark)
+    if hasattr(filled, "failed"):
+        raise filled.failed
+    query = Query(collection=COLL, limit=50, visibility=view, **filters)
+    _assert_index_scans(filled, scans(query))
 
 
 def test_retention_finds_are_index_scans(filled: MongoStore, request: pytest.FixtureRequest):
