@@ -23,6 +23,7 @@ from taxii2client.v21 import Collection
 from exchange.errors import Unavailable
 from exchange.model import ALL, FIRST, LAST, RED, Query, Search, Visibility
 from exchange.stix import now_micros, version_key
+from exchange.store import terms
 from exchange.store.mongo import MongoStore
 from exchange.store.mongo_plan import Scan, expired_scans, scans
 from tests import backends
@@ -147,11 +148,38 @@ def test_retention_finds_are_index_scans(filled: MongoStore, request: pytest.Fix
     _assert_index_scans(filled, expired_scans(COLL, cutoffs, 1000))
 
 
+# -- a store written before the search fields existed -----------------------------------------
+@pytest.mark.parametrize("how", [pytest.param("reopen", id="reopen", marks=gap("transactions"))])
+def test_versions_written_before_the_search_fields_get_them_on_open(
+        mongo_server: backends.Mongo, how: str):
+    uri = mongo_server.database()
+    store = mongo_server.store(uri)
+    assert isinstance(store, MongoStore)
+    store.open()
+    try:
+        write(store, sdo(1, kind="malware", name="Emotet", is_family=True))
+        store.db.objects.update_many({}, {"$unset": {
+            "src": "", "vfrom": "", "vuntil": "", "terms": "", "texts": "", "grams": ""}})
+        store.db.meta.delete_many({})
+        searched = Query(collection=COLL, limit=5, search=terms.search("emotet"))
+        assert store.query(searched, with_body=False).entries == []
+        again = mongo_server.store(uri)
+        again.open()
+        try:
+            assert [e.id for e in again.query(searched, with_body=False).entries] == \
+                [sdo(1, kind="malware")["id"]]
+        finally:
+            again.close()
+    finally:
+        store.close()
+
+
 # -- several processes writing one collection at once -----------------------------------------
 WRITER = textwrap.dedent("""
     import json, sys, time
     from exchange.model import ALL, Query
-    from exchange.store.mongo import MongoStore
+    from exchange.store import terms
+from exchange.store.mongo import MongoStore
     from tests.test_store import COLL, sdo, write
 
     uri, number, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]

@@ -57,6 +57,7 @@ SELECTION_MS = 3000  # how long an operation waits for a reachable server before
 WRITE_CONFLICT = 112  # the server's error code
 CONFLICT_SECONDS = 60.0  # how long a write retries after write conflicts before it fails
 T = TypeVar("T")
+FACTS = 1  # the version of what `_facts` keeps of each version
 # Fields a page needs; the body only when asked. (jongodb ignores projections: nothing here
 # relies on a field being left out.)
 _ENTRY = {"_id": 1, "id": 1, "version": 1, "added": 1, "spec": 1}
@@ -97,11 +98,23 @@ class MongoStore:
             for name in RETIRED:
                 if name in self._db.objects.index_information():
                     self._db.objects.drop_index(name)
+            self._add_facts()
             self._db.statuses.create_index([("state", ASCENDING), ("lease", ASCENDING)],
                                            name="pending")
             self._db.audit.create_index([("at", ASCENDING)], name="at")
         except ConnectionFailure as exc:
             raise Unavailable(f"the MongoDB store is not reachable ({exc})", 1) from exc
+
+    def _add_facts(self) -> None:
+        """Give versions written before the search fields existed their facts, once per
+        database (the `meta` document says it was done, so later starts read one document):
+        without them a search or a filter would pass over those versions."""
+        if (self.db.meta.find_one({"_id": "facts"}) or {}).get("version", 0) >= FACTS:
+            return
+        for doc in self.db.objects.find({"grams": {"$exists": False}}, {"_id": 1, "body": 1}):
+            self.db.objects.update_one({"_id": doc["_id"]},
+                                       {"$set": _facts(bytes(doc["body"]))})
+        self.db.meta.update_one({"_id": "facts"}, {"$set": {"version": FACTS}}, upsert=True)
 
     def close(self) -> None:
         """Close the client, when called where it was opened. The client is shared by every
