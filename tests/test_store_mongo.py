@@ -226,6 +226,9 @@ def test_concurrent_writers_in_four_processes_take_turns_on_the_clock(
             if writer.poll() is None:
                 writer.kill()
                 writer.wait()
+            for pipe in (writer.stdout, writer.stderr):  # read or not, never left to the GC
+                if pipe is not None:
+                    pipe.close()
     failed = [err for writer, (_, err) in zip(writers, results, strict=True)
               if writer.returncode != 0]
     assert not failed, failed[0][-3000:]
