@@ -128,12 +128,12 @@ def _write(path: Path, document: dict[str, Any]) -> None:
 def _record(settings: Settings) -> None:
     """The new collection leaves an audit record in the server's store, when it has one (a
     server starting over a new store records what it finds)."""
-    if not settings.store_path.exists():
-        return
     from . import audit
-    from .store.factory import open_store
+    from .store.factory import existing_store
 
-    store = open_store(settings)
+    store = existing_store(settings)
+    if store is None:
+        return
     store.open()
     try:
         audit.reconcile(store, "collection", {c.id: c for c in load_collections(settings)},

@@ -20,11 +20,22 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from exchange.cli import main
 from exchange.policy import partners
 from exchange.store.chain import link
-from tests.conftest import ALICE, HIDDEN, OPEN, READONLY, Env, LiveServer, start_server
+from tests import backends
+from tests.conftest import (
+    ALICE,
+    HIDDEN,
+    OPEN,
+    READONLY,
+    Env,
+    LiveServer,
+    start_server,
+    with_backend,
+)
 
 TAXII = "application/taxii+json;version=2.1"
 T0 = "2026-11-01T00:00:00.000Z"
@@ -320,6 +331,41 @@ def test_partner_and_collection_changes_are_recorded_whoever_makes_them(env: Env
     finally:
         live.stop()
     assert admin(env)[9:] == [("partner changed", "bob", ["clearance"], "serve")]
+
+
+@pytest.mark.emulator_gap("server")  # the command opens the store from its URL
+@pytest.mark.parametrize("backend", backends.BACKENDS)
+def test_the_partners_command_records_in_and_reads_the_servers_store_on_each_backend(
+        env: Env, backend: str, request: pytest.FixtureRequest):
+    """`partners` finds the store the config names (a SQLite file, or MongoDB): its changes
+    leave audit records there, and `token list` shows the last uses the server kept there.
+    So does `collections add`."""
+    env = with_backend(env, backend, request)
+    if env.settings.store_url:
+        path = Path(config(env))
+        path.write_text(yaml.safe_dump({**yaml.safe_load(path.read_text()),
+                                        "store": env.settings.store_url}))
+    run = ["--config", config(env), "partners"]
+    with redirect_stdout(io.StringIO()):  # no server has run: nothing to record in yet
+        assert main([*run, "set", "carol", "--clearance", "amber"]) == 0
+    live = start_server(env)
+    try:
+        with client(live, "alice") as http:
+            assert http.get("collections/").status_code == 200
+    finally:
+        live.stop()  # the server keeps alice's token's last use as it stops
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main([*run, "set", "bob", "--clearance", "green"]) == 0
+        assert main([*run, "token", "list", "alice"]) == 0
+    assert admin(env)[-1:] == [("partner changed", "bob", ["clearance"], "partners command")]
+    with redirect_stdout(io.StringIO()):  # the collections command too
+        assert main(["--config", config(env), "collections", "add", "--alias", "late",
+                     "--title", "Late"]) == 0
+    assert admin(env)[-1][::3] == ("collection added", "collections command")
+    [row] = [line.split("\t") for line in out.getvalue().splitlines()
+             if line.startswith("alice\t")]
+    assert row[5].startswith(time.strftime("%Y-")), row  # a time, not "never"
 
 
 def test_failed_logins_throttled_are_recorded(served: tuple[Env, LiveServer]):

@@ -21,8 +21,9 @@ import yaml
 from taxii2client.v21 import Collection
 
 from exchange.errors import Unavailable
-from exchange.model import ALL, FIRST, LAST, RED, Query, Visibility
+from exchange.model import ALL, FIRST, LAST, RED, Query, Search, Visibility
 from exchange.stix import now_micros, version_key
+from exchange.store import terms
 from exchange.store.mongo import MongoStore
 from exchange.store.mongo_plan import Scan, expired_scans, scans
 from tests import backends
@@ -103,6 +104,41 @@ def test_every_query_shape_is_index_scans(filled: MongoStore, view: Visibility |
     _assert_index_scans(filled, scans(query, every=True))  # what a delete selects
 
 
+FILTER_SHAPES = [
+    pytest.param({"refers_to": "malware--y"}, id="refers_to"),
+    pytest.param({"refers_to": "malware--y", "after": 1}, id="refers_to-next-page"),
+    pytest.param({"newest_first": True}, id="newest_first"),
+    pytest.param({"newest_first": True, "before": now_micros()}, id="newest_first-next-page"),
+    pytest.param({"after": 1, "before": now_micros()}, id="date-range"),
+    pytest.param({"ranks": (1, 2)}, id="ranks"),
+    pytest.param({"source": ALICE}, id="source"),
+    pytest.param({"valid_at": now_micros()}, id="valid_at"),
+    pytest.param({"search": Search(terms=("emotet",))}, id="search-exact"),
+    pytest.param({"search": Search(terms=("a.example", "http://a.example/"))},
+                 id="search-two-terms"),
+    pytest.param({"search": Search(low="4:c6336400", high="4:c63364ff")}, id="search-cidr"),
+    pytest.param({"search": Search(text="evil", prefix=True)}, id="search-prefix"),
+    pytest.param({"search": Search(text="evil-shop")}, id="search-substring"),
+    pytest.param({"search": Search(text="evil-shop"), "newest_first": True,
+                  "before": now_micros(), "types": ("indicator",)},
+                 id="search-substring-next-page-typed"),
+]
+
+
+@pytest.mark.parametrize("filters", FILTER_SHAPES)
+@pytest.mark.parametrize("view", [pytest.param(None, id="everything"),
+                                  pytest.param(GREEN_ALICE, id="restricted")])
+def test_every_filter_and_search_shape_is_index_scans(
+        filled: MongoStore, view: Visibility | None, filters: dict[str, Any],
+        request: pytest.FixtureRequest):
+    for mark in gap("explain"):
+        request.applymarker(mark)
+    if hasattr(filled, "failed"):
+        raise filled.failed
+    query = Query(collection=COLL, limit=50, visibility=view, **filters)
+    _assert_index_scans(filled, scans(query))
+
+
 def test_retention_finds_are_index_scans(filled: MongoStore, request: pytest.FixtureRequest):
     for mark in gap("explain"):
         request.applymarker(mark)
@@ -112,11 +148,38 @@ def test_retention_finds_are_index_scans(filled: MongoStore, request: pytest.Fix
     _assert_index_scans(filled, expired_scans(COLL, cutoffs, 1000))
 
 
+# -- a store written before the search fields existed -----------------------------------------
+@pytest.mark.parametrize("how", [pytest.param("reopen", id="reopen", marks=gap("transactions"))])
+def test_versions_written_before_the_search_fields_get_them_on_open(
+        mongo_server: backends.Mongo, how: str):
+    uri = mongo_server.database()
+    store = mongo_server.store(uri)
+    assert isinstance(store, MongoStore)
+    store.open()
+    try:
+        write(store, sdo(1, kind="malware", name="Emotet", is_family=True))
+        store.db.objects.update_many({}, {"$unset": {
+            "src": "", "vfrom": "", "vuntil": "", "terms": "", "texts": "", "grams": ""}})
+        store.db.meta.delete_many({})
+        searched = Query(collection=COLL, limit=5, search=terms.search("emotet"))
+        assert store.query(searched, with_body=False).entries == []
+        again = mongo_server.store(uri)
+        again.open()
+        try:
+            assert [e.id for e in again.query(searched, with_body=False).entries] == \
+                [sdo(1, kind="malware")["id"]]
+        finally:
+            again.close()
+    finally:
+        store.close()
+
+
 # -- several processes writing one collection at once -----------------------------------------
 WRITER = textwrap.dedent("""
     import json, sys, time
     from exchange.model import ALL, Query
-    from exchange.store.mongo import MongoStore
+    from exchange.store import terms
+from exchange.store.mongo import MongoStore
     from tests.test_store import COLL, sdo, write
 
     uri, number, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -163,6 +226,9 @@ def test_concurrent_writers_in_four_processes_take_turns_on_the_clock(
             if writer.poll() is None:
                 writer.kill()
                 writer.wait()
+            for pipe in (writer.stdout, writer.stderr):  # read or not, never left to the GC
+                if pipe is not None:
+                    pipe.close()
     failed = [err for writer, (_, err) in zip(writers, results, strict=True)
               if writer.returncode != 0]
     assert not failed, failed[0][-3000:]

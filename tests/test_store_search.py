@@ -1,25 +1,34 @@
-"""The search index and the pages' filters in the store: terms decided at write time, every
-search and filter applied inside the scan (a page holds `limit` rows, `more` is right), newest
-first with keyset paging, deletes and purges taking their terms along, and a schema 4 file
-migrated on open."""
+"""The search index and the pages' filters in the store, on every backend: terms decided at
+write time, every search and filter applied inside the scan (a page holds `limit` rows, `more`
+is right), newest first with keyset paging, deletes and purges taking their terms along. The
+SQLite index's own tables, migration and query plans are in tests/test_store_sqlite.py; the
+MongoDB finds' plans in tests/test_store_mongo.py."""
 
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
 from exchange.markings import TLP
-from exchange.model import AMBER, CLEAR, GREEN, RED, Candidate, Query, Search, Visibility
+from exchange.model import (
+    AMBER,
+    CLEAR,
+    FIRST,
+    GREEN,
+    RED,
+    Candidate,
+    Filters,
+    Query,
+    Visibility,
+)
 from exchange.stix import timestamp_micros
-from exchange.store import terms
-from exchange.store.sqlite import SQLiteStore
+from exchange.store import Store, terms
+from tests.backends import Opener
 from tests.test_store import COLL, OTHER, pending
 
 ME = "identity--0e5b0000-0000-4000-8000-0000000000a1"
@@ -63,6 +72,7 @@ OBJECTS = {
     "domain": sco("domain-name", "evil-shop.example"),
     "idn": sco("domain-name", "xn--bcher-kva.example"),
     "url": sco("url", "http://login.evil-shop.example/Pay.php"),
+    "cycle": sco("domain-name", "abcab.example"),  # every trigram of "abcabcab", not it
     "file": {"type": "file", "spec_version": "2.1", "id": _id("file", "f"),
              "hashes": {"SHA-256": "AB" * 32}, "name": "invoice.exe",
              "object_marking_refs": [TLP["green"]]},
@@ -89,23 +99,20 @@ def candidate(obj: dict[str, Any]) -> Candidate:
                      version=obj.get("modified"), body=orjson.dumps(obj), rank=RANKS[tlp])
 
 
-def write(store: SQLiteStore, *objs: dict[str, Any], collection: str = COLL) -> None:
+def write(store: Store, *objs: dict[str, Any], collection: str = COLL) -> None:
     store.write(collection, [candidate(o) for o in objs], None, lambda outcomes: pending())
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[SQLiteStore]:
-    opened = SQLiteStore(tmp_path / "search.sqlite3")
-    opened.open()
-    try:
-        write(opened, *OBJECTS.values())
-        write(opened, OBJECTS["ip"], sco("ipv4-addr", "198.51.100.8"), collection=OTHER)
-        yield opened
-    finally:
-        opened.close()
+def store(opener: Opener) -> Store:
+    """The objects above in a store of each backend (tests/conftest.py `opener`)."""
+    opened = opener()
+    write(opened, *OBJECTS.values())
+    write(opened, OBJECTS["ip"], sco("ipv4-addr", "198.51.100.8"), collection=OTHER)
+    return opened
 
 
-def found(store: SQLiteStore, view: Visibility | None = None, **filters: Any) -> list[str]:
+def found(store: Store, view: Visibility | None = None, **filters: Any) -> list[str]:
     """Every page, newest first, two at a time: the keys of what was found."""
     names = {o["id"]: key for key, o in OBJECTS.items()}
     seen, before = [], filters.pop("before", None)  # a range's end, then the cursor
@@ -144,11 +151,14 @@ GREEN_ONLY = Visibility(max_rank=GREEN)
     pytest.param("*evil-shop*", ["ind-amber", "ind-url", "url", "domain"],
                  ["ind-url", "url", "domain"], id="a substring of domains and URLs"),
     pytest.param("*pay.php*", ["url"], ["url"], id="a substring of a URL's path"),
+    pytest.param("*abcabcab*", [], [], id="every trigram of a substring is not the substring"),
+    pytest.param("*bcab.ex*", ["cycle"], ["cycle"], id="a substring across a dot"),
+    pytest.param("bcab*", [], [], id="a prefix is the start of a text"),
     pytest.param("198.51.100.9", [], [], id="an address nothing names"),
     pytest.param("Wizard", [], [], id="part of a name is not a name"),
 ])
 def test_each_search_finds_what_it_should_and_nothing_else(
-        store: SQLiteStore, asked: str, everything: list[str], green: list[str]) -> None:
+        store: Store, asked: str, everything: list[str], green: list[str]) -> None:
     search = terms.search(asked)
     assert found(store, search=search) == everything
     assert found(store, GREEN_ONLY, search=search) == green
@@ -175,13 +185,13 @@ def test_each_search_finds_what_it_should_and_nothing_else(
     pytest.param({"search": terms.search("*evil-shop*"), "ranks": (AMBER,)},
                  ["ind-amber"], [], id="substring and TLP"),
 ])
-def test_filters_are_applied_in_the_scan(store: SQLiteStore, filters: dict[str, Any],
+def test_filters_are_applied_in_the_scan(store: Store, filters: dict[str, Any],
                                          everything: list[str], green: list[str]) -> None:
     assert found(store, **filters) == everything
     assert found(store, GREEN_ONLY, **filters) == green
 
 
-def test_a_date_added_range(store: SQLiteStore) -> None:
+def test_a_date_added_range(store: Store) -> None:
     added = {e.id: e.date_added for e in store.query(
         Query(collection=COLL, limit=100), with_body=False).entries}
     low, high = added[OBJECTS["ip6"]["id"]], added[OBJECTS["malware"]["id"]]
@@ -192,7 +202,7 @@ def test_a_date_added_range(store: SQLiteStore) -> None:
 
 
 def test_newest_first_pages_have_no_gap_or_duplicate_while_objects_arrive(
-        store: SQLiteStore) -> None:
+        store: Store) -> None:
     seen, before = [], None
     for n in range(20):
         page = store.query(Query(collection=COLL, limit=3, newest_first=True, before=before,
@@ -207,108 +217,26 @@ def test_newest_first_pages_have_no_gap_or_duplicate_while_objects_arrive(
     assert seen == [OBJECTS[k]["id"] for k in ORDER[::-1]]
 
 
-def _index_rows(store: SQLiteStore) -> tuple[int, int]:
-    conn = store._conn()
-    return (conn.execute("SELECT count(*) FROM terms").fetchone()[0],
-            conn.execute("SELECT count(*) FROM grams WHERE grams MATCH '\"example\"'")
-            .fetchone()[0])
-
-
-def test_delete_and_purge_remove_their_terms(store: SQLiteStore) -> None:
-    terms_before, grams_before = _index_rows(store)
+def test_delete_and_purge_take_their_terms_along(store: Store) -> None:
     gone = store.delete(Query(collection=COLL, limit=1, ids=(OBJECTS["url"]["id"],)))
     assert gone == 1
     assert found(store, search=terms.search("http://login.evil-shop.example/Pay.php")) == []
     assert found(store, search=terms.search("*pay.php*")) == []
-    assert _index_rows(store) == (terms_before - 1, grams_before - 1)
     # Retention: everything at GREEN goes (a cutoff in the future).
     store.purge(COLL, [None, 2**62, None, None, None], limit=1000)
     assert found(store, search=terms.search("198.51.100.0/24")) == ["ind-amber"]
     assert found(store, search=terms.search("*example*")) == ["ind-amber"]
-    conn = store._conn()
-    left = {row[0] for row in conn.execute("SELECT term FROM terms WHERE coll = 1")}
-    assert left == terms.terms(OBJECTS["ind-amber"])
+    assert found(store, search=terms.search("evil*")) == ["ind-amber"]
 
 
-def test_a_new_version_is_found_by_its_own_terms_only(store: SQLiteStore) -> None:
+def test_a_new_version_is_found_by_its_own_terms_only(store: Store) -> None:
     moved = ind("ind-ip", "[ipv4-addr:value = '203.0.113.50']", modified="2024-02-01T00:00:00Z")
     write(store, moved)
     assert found(store, search=terms.search("203.0.113.50")) == ["ind-ip"]
     assert found(store, search=terms.search("198.51.100.7")) == ["ind-amber", "ip"]
 
 
-def test_a_schema_4_file_gets_its_search_index_on_open(store: SQLiteStore,
-                                                       tmp_path: Path) -> None:
-    store.close()
-    path = tmp_path / "search.sqlite3"
-    old = sqlite3.connect(path)  # back to what schema 4 had
-    old.executescript("DROP INDEX objects_src; DROP TABLE terms; DROP TABLE grams; "
-                      "ALTER TABLE objects DROP COLUMN src; "
-                      "ALTER TABLE objects DROP COLUMN vfrom; "
-                      "ALTER TABLE objects DROP COLUMN vuntil; PRAGMA user_version = 4;")
-    old.close()
-    again = SQLiteStore(path)
-    again.open()
-    try:
-        assert again._conn().execute("PRAGMA user_version").fetchone()[0] == 5
-        assert found(again, search=terms.search("198.51.100.7")) == ["ind-amber", "ind-ip",
-                                                                     "ip"]
-        assert found(again, search=terms.search("*evil-shop*")) == ["ind-amber", "ind-url",
-                                                                   "url", "domain"]
-        assert found(again, source=THEM) == ["ind-future", "ind-expired"]
-        assert found(again, valid_at=timestamp_micros("2025-01-01T00:00:00Z")) == \
-            ["ind-amber", "ind-url", "ind-ip"]
-    finally:
-        again.close()
-
-
-# -- EXPLAIN: every search and filter shape is an index scan ---------------------------------
-
-SEEING_ALL, GREEN_PUSHER = None, Visibility(max_rank=GREEN, pusher="alice")
-
-
-@pytest.mark.parametrize("filters, needs", [
-    pytest.param({}, "USING INDEX objects_latest", id="browse"),
-    pytest.param({"types": ("indicator",)}, "USING INDEX objects_type", id="type"),
-    pytest.param({"source": ME}, "USING INDEX objects_src", id="source"),
-    pytest.param({"ranks": (GREEN,)}, "USING INDEX objects_rank", id="TLP"),
-    pytest.param({"valid_at": 1}, "USING INDEX objects_type", id="valid"),
-    pytest.param({"before": 10, "after": 1}, "USING INDEX objects_latest", id="date range"),
-    pytest.param({"search": Search(terms=("emotet",))}, "USING PRIMARY KEY (coll=? AND term=?",
-                 id="exact term"),
-    pytest.param({"search": Search(terms=("a.example", "b.example"))},
-                 "USING PRIMARY KEY (coll=? AND term=?", id="two exact terms"),
-    pytest.param({"search": Search(low="4:00", high="4:ff")},
-                 "USING PRIMARY KEY (coll=? AND term>? AND term<?)", id="CIDR range"),
-    pytest.param({"search": Search(text="evil", prefix=True)}, "SCAN g VIRTUAL TABLE",
-                 id="prefix"),
-    pytest.param({"search": Search(text="evil"), "before": 10}, "SCAN g VIRTUAL TABLE",
-                 id="substring, next page"),
-])
-@pytest.mark.parametrize("view", [pytest.param(SEEING_ALL, id="sees everything"),
-                                  pytest.param(GREEN_PUSHER, id="green")])
-def test_search_and_filter_plans_are_index_scans(store: SQLiteStore, filters: dict[str, Any],
-                                                 needs: str, view: Visibility | None) -> None:
-    query = Query(collection=COLL, limit=50, newest_first=True, visibility=view, **filters)
-    plan = store.explain(query)
-    assert "SCAN objects" not in plan and "SCAN o " not in plan + " ", plan
-    if view is None or "search" in filters:
-        assert needs in plan, plan
-    else:  # one range per rank of an index that leads with the collection and the rank
-        assert "rank=?" in plan, plan
-    searched = filters.get("search")
-    # Each range comes in date_added order straight from its index: a sort only ever merges
-    # short ranges already cut to the page, but for what a CIDR range found.
-    lines = plan.splitlines()
-    sorted_ranges = [lines[i - 1] for i, line in enumerate(lines)
-                     if "TEMP B-TREE" in line and lines[i - 1].startswith("SEARCH")]
-    assert len(sorted_ranges) == int(searched is not None and searched.kind == "range"), plan
-    if searched is not None:
-        assert "SEARCH o USING INDEX objects_added (coll=? AND added=?)" in plan or \
-            "SEARCH o USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
-
-
-def test_a_filter_without_matches_leaves_the_page_empty_not_short(store: SQLiteStore) -> None:
+def test_a_filter_without_matches_leaves_the_page_empty_not_short(store: Store) -> None:
     """A filter inside the scan: `more` says whether more match, not whether more exist."""
     page = store.query(Query(collection=COLL, limit=1, newest_first=True, source=THEM),
                        with_body=False)
@@ -317,3 +245,75 @@ def test_a_filter_without_matches_leaves_the_page_empty_not_short(store: SQLiteS
         Query(collection=COLL, limit=1, newest_first=True, source=THEM),
         before=page.last_added), with_body=False)
     assert len(page.entries) == 1 and not page.more
+
+
+# -- every filter is answered by every backend -------------------------------------------------
+REL = sdo("relationship", "ind-ip indicates malware", relationship_type="indicates",
+          source_ref=OBJECTS["ind-ip"]["id"], target_ref=OBJECTS["malware"]["id"])
+NAMES = {**{o["id"]: key for key, o in OBJECTS.items()}, REL["id"]: "rel"}
+NOW = timestamp_micros("2025-01-01T00:00:00Z")
+# Each Filters field set on its own, and what it leaves of the default answer (every newest
+# version, oldest date_added first) over the objects above, a relationship from ind-ip to the
+# malware, and a second version of ind-ip (so the default answer ends "..., rel, ind-ip").
+EACH_FIELD = [
+    pytest.param("limit", 2, lambda d: d[:2], id="limit"),
+    pytest.param("ids", (OBJECTS["malware"]["id"],), lambda d: ["malware"], id="ids"),
+    pytest.param("types", ("malware",), lambda d: ["malware"], id="types"),
+    pytest.param("versions", (FIRST,), lambda d: ORDER + ["rel"], id="versions"),
+    pytest.param("spec_versions", ("2.0",), lambda d: [], id="spec_versions"),
+    pytest.param("after", "malware", lambda d: d[d.index("malware") + 1:], id="after"),
+    pytest.param("refers_to", OBJECTS["malware"]["id"], lambda d: ["rel"], id="refers_to"),
+    pytest.param("newest_first", True, lambda d: d[::-1], id="newest_first"),
+    pytest.param("before", "malware", lambda d: d[:d.index("malware")], id="before"),
+    pytest.param("ranks", (AMBER,), lambda d: ["ind-amber"], id="ranks"),
+    pytest.param("source", THEM, lambda d: ["ind-expired", "ind-future"], id="source"),
+    pytest.param("valid_at", NOW, lambda d: ["ind-url", "ind-amber", "ind-ip"],
+                 id="valid_at"),
+    pytest.param("search", terms.search("198.51.100.7"), lambda d: ["ip", "ind-amber", "ind-ip"],
+                 id="search"),
+]
+
+
+def test_the_table_below_names_every_filter() -> None:
+    """A new Filters field must be added to EACH_FIELD, so every backend is held to it."""
+    assert [p.id for p in EACH_FIELD] == [f.name for f in dataclasses.fields(Filters)]
+
+
+@pytest.mark.parametrize("name, value, expected", EACH_FIELD)
+@pytest.mark.parametrize("view", [pytest.param(None, id="sees everything"),
+                                  pytest.param(Visibility(max_rank=AMBER), id="amber")])
+def test_every_filter_changes_the_answer(store: Store, name: str, value: Any,
+                                         expected: Callable[[list[str]], list[str]],
+                                         view: Visibility | None) -> None:
+    """Each field, set alone, gives exactly what it should: a backend that ignored it would
+    give the default answer, which differs from it in every row of the table."""
+    related = dataclasses.replace(candidate(REL), refs=(REL["source_ref"], REL["target_ref"]))
+    store.write(COLL, [related], None, lambda outcomes: pending())
+    write(store, ind("ind-ip", "[ipv4-addr:value = '198.51.100.7']",
+                     modified="2024-02-01T00:00:00.000Z"))
+
+    def answer(**field: Any) -> list[str]:
+        query = Query(collection=COLL, limit=field.pop("limit", 100), visibility=view, **field)
+        return [NAMES[e.id] for e in store.query(query, with_body=False).entries]
+
+    default = answer()
+    assert default[-2:] == ["rel", "ind-ip"]
+    if name in ("after", "before"):  # the date_added of the object named
+        value = next(e.date_added for e in store.query(
+            Query(collection=COLL, limit=100, ids=(OBJECTS[value]["id"],)),
+            with_body=False).entries)
+    assert expected(default) != default
+    assert answer(**{name: value}) == expected(default)
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class LaterQuery(Query):
+    """A Query with a field added after the backends were written."""
+
+    scope: str = ""
+
+
+def test_a_field_a_backend_does_not_answer_is_refused_not_ignored(store: Store) -> None:
+    with pytest.raises(NotImplementedError, match="Query.scope"):
+        store.query(LaterQuery(collection=COLL, limit=5, scope="eu"), with_body=False)
+    assert len(store.query(LaterQuery(collection=COLL, limit=5), with_body=False).entries) == 5

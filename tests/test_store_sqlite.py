@@ -6,14 +6,16 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from exchange.model import ALL, FIRST, RED, Query, Visibility
-from exchange.stix import now_micros, version_key
+from exchange.model import ALL, FIRST, GREEN, RED, Query, Search, Visibility
+from exchange.stix import now_micros, timestamp_micros, version_key
+from exchange.store import terms
 from exchange.store.sqlite import SQLiteStore
 from tests.test_store import (
     COLL,
@@ -30,6 +32,9 @@ from tests.test_store import (
     versions_of,
     write,
 )
+from tests.test_store_search import ME, OBJECTS, THEM, found
+from tests.test_store_search import sco as sco_search
+from tests.test_store_search import write as write_search
 
 # -- SQLite: every read is an index range scan --------------------------------------------
 
@@ -263,4 +268,115 @@ def test_new_objects_are_inserted_once_and_not_updated(tmp_path: Path):
         assert len([s for s in statements if s.startswith("UPDATE objects")]) == 1
     finally:
         store.close()
+
+
+
+# -- the search index: its tables, their migration and their query plans ------------------------
+@pytest.fixture
+def searched(tmp_path: Path) -> Iterator[SQLiteStore]:
+    """The search tests' objects (tests/test_store_search.py) in a SQLite file."""
+    opened = SQLiteStore(tmp_path / "search.sqlite3")
+    opened.open()
+    try:
+        write_search(opened, *OBJECTS.values())
+        write_search(opened, OBJECTS["ip"], sco_search("ipv4-addr", "198.51.100.8"),
+                     collection=OTHER)
+        yield opened
+    finally:
+        opened.close()
+
+
+def _index_rows(searched: SQLiteStore) -> tuple[int, int]:
+    conn = searched._conn()
+    return (conn.execute("SELECT count(*) FROM terms").fetchone()[0],
+            conn.execute("SELECT count(*) FROM grams WHERE grams MATCH '\"example\"'")
+            .fetchone()[0])
+
+
+def test_delete_and_purge_remove_their_terms(searched: SQLiteStore) -> None:
+    terms_before, grams_before = _index_rows(searched)
+    gone = searched.delete(Query(collection=COLL, limit=1, ids=(OBJECTS["url"]["id"],)))
+    assert gone == 1
+    assert found(searched, search=terms.search("http://login.evil-shop.example/Pay.php")) == []
+    assert found(searched, search=terms.search("*pay.php*")) == []
+    assert _index_rows(searched) == (terms_before - 1, grams_before - 1)
+    # Retention: everything at GREEN goes (a cutoff in the future).
+    searched.purge(COLL, [None, 2**62, None, None, None], limit=1000)
+    assert found(searched, search=terms.search("198.51.100.0/24")) == ["ind-amber"]
+    assert found(searched, search=terms.search("*example*")) == ["ind-amber"]
+    conn = searched._conn()
+    left = {row[0] for row in conn.execute("SELECT term FROM terms WHERE coll = 1")}
+    assert left == terms.terms(OBJECTS["ind-amber"])
+
+
+def test_a_schema_4_file_gets_its_search_index_on_open(searched: SQLiteStore,
+                                                       tmp_path: Path) -> None:
+    searched.close()
+    path = tmp_path / "search.sqlite3"
+    old = sqlite3.connect(path)  # back to what schema 4 had
+    old.executescript("DROP INDEX objects_src; DROP TABLE terms; DROP TABLE grams; "
+                      "ALTER TABLE objects DROP COLUMN src; "
+                      "ALTER TABLE objects DROP COLUMN vfrom; "
+                      "ALTER TABLE objects DROP COLUMN vuntil; PRAGMA user_version = 4;")
+    old.close()
+    again = SQLiteStore(path)
+    again.open()
+    try:
+        assert again._conn().execute("PRAGMA user_version").fetchone()[0] == 5
+        assert found(again, search=terms.search("198.51.100.7")) == ["ind-amber", "ind-ip",
+                                                                     "ip"]
+        assert found(again, search=terms.search("*evil-shop*")) == ["ind-amber", "ind-url",
+                                                                   "url", "domain"]
+        assert found(again, source=THEM) == ["ind-future", "ind-expired"]
+        assert found(again, valid_at=timestamp_micros("2025-01-01T00:00:00Z")) == \
+            ["ind-amber", "ind-url", "ind-ip"]
+    finally:
+        again.close()
+
+
+# -- EXPLAIN: every search and filter shape is an index scan ---------------------------------
+
+SEEING_ALL, GREEN_PUSHER = None, Visibility(max_rank=GREEN, pusher="alice")
+
+
+@pytest.mark.parametrize("filters, needs", [
+    pytest.param({}, "USING INDEX objects_latest", id="browse"),
+    pytest.param({"types": ("indicator",)}, "USING INDEX objects_type", id="type"),
+    pytest.param({"source": ME}, "USING INDEX objects_src", id="source"),
+    pytest.param({"ranks": (GREEN,)}, "USING INDEX objects_rank", id="TLP"),
+    pytest.param({"valid_at": 1}, "USING INDEX objects_type", id="valid"),
+    pytest.param({"before": 10, "after": 1}, "USING INDEX objects_latest", id="date range"),
+    pytest.param({"search": Search(terms=("emotet",))}, "USING PRIMARY KEY (coll=? AND term=?",
+                 id="exact term"),
+    pytest.param({"search": Search(terms=("a.example", "b.example"))},
+                 "USING PRIMARY KEY (coll=? AND term=?", id="two exact terms"),
+    pytest.param({"search": Search(low="4:00", high="4:ff")},
+                 "USING PRIMARY KEY (coll=? AND term>? AND term<?)", id="CIDR range"),
+    pytest.param({"search": Search(text="evil", prefix=True)}, "SCAN g VIRTUAL TABLE",
+                 id="prefix"),
+    pytest.param({"search": Search(text="evil"), "before": 10}, "SCAN g VIRTUAL TABLE",
+                 id="substring, next page"),
+])
+@pytest.mark.parametrize("view", [pytest.param(SEEING_ALL, id="sees everything"),
+                                  pytest.param(GREEN_PUSHER, id="green")])
+def test_search_and_filter_plans_are_index_scans(searched: SQLiteStore, filters: dict[str, Any],
+                                                 needs: str, view: Visibility | None) -> None:
+    query = Query(collection=COLL, limit=50, newest_first=True, visibility=view, **filters)
+    plan = searched.explain(query)
+    assert "SCAN objects" not in plan and "SCAN o " not in plan + " ", plan
+    if view is None or "search" in filters:
+        assert needs in plan, plan
+    else:  # one range per rank of an index that leads with the collection and the rank
+        assert "rank=?" in plan, plan
+    searched = filters.get("search")
+    # Each range comes in date_added order straight from its index: a sort only ever merges
+    # short ranges already cut to the page, but for what a CIDR range found.
+    lines = plan.splitlines()
+    sorted_ranges = [lines[i - 1] for i, line in enumerate(lines)
+                     if "TEMP B-TREE" in line and lines[i - 1].startswith("SEARCH")]
+    assert len(sorted_ranges) == int(searched is not None and searched.kind == "range"), plan
+    if searched is not None:
+        assert "SEARCH o USING INDEX objects_added (coll=? AND added=?)" in plan or \
+            "SEARCH o USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
+
 

@@ -19,7 +19,8 @@ import pytest
 
 from exchange.markings import TLP
 from exchange.web import related
-from tests.conftest import API_ROOT, LiveServer, start_server
+from tests import backends
+from tests.conftest import API_ROOT, LiveServer, start_server, with_backend
 from tests.test_web import (
     SHARED,
     T0,
@@ -74,9 +75,12 @@ SEED = [FAMILY_V1, FAMILY_V2, IND_GREEN, IND_AMBER, HOSTILE, REL_GREEN, REL_AMBE
 AMBER_ONLY = {IND_AMBER["id"], REL_AMBER["id"], NOTE_AMBER["id"]}
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    env = write_web_env(tmp_path_factory.mktemp("web-object"))
+@pytest.fixture(scope="module", params=backends.BACKENDS)
+def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+         ) -> Iterator[LiveServer]:
+    """The pages over each store backend in turn."""
+    env = with_backend(write_web_env(tmp_path_factory.mktemp("web-object")), request.param,
+                       request)
     live = start_server(env)
     try:
         answer = httpx.post(f"{live.root}collections/{SHARED}/objects/",

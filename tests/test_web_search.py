@@ -21,8 +21,8 @@ import stix2
 
 from exchange import audit
 from exchange.markings import TLP
-from exchange.store.sqlite import SQLiteStore
-from tests.conftest import ALICE, API_ROOT, OPEN, Env, LiveServer, start_server
+from tests import backends
+from tests.conftest import ALICE, API_ROOT, OPEN, Env, LiveServer, start_server, with_backend
 from tests.test_web import SHARED, TAXII, WRITER, page_ids, signed_in, write_web_env
 
 T0 = "2024-01-01T00:00:00.000Z"
@@ -78,9 +78,12 @@ def push(live: LiveServer, *objects: dict[str, Any]) -> None:
     assert answer.json()["success_count"] == len(objects), answer.text
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    live = start_server(write_web_env(tmp_path_factory.mktemp("search")))
+@pytest.fixture(scope="module", params=backends.BACKENDS)
+def site(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+         ) -> Iterator[LiveServer]:
+    """The pages over each store backend in turn."""
+    live = start_server(with_backend(write_web_env(tmp_path_factory.mktemp("search")),
+                                     request.param, request))
     try:
         for obj in SEED.values():  # one push each: each its own date_added
             push(live, obj)
@@ -277,7 +280,10 @@ def test_what_was_asked_is_escaped(site: LiveServer) -> None:
             assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
 
 
-def test_an_export_is_audited_as_a_read(env: Env) -> None:
+@pytest.mark.parametrize("backend", backends.BACKENDS)
+def test_an_export_is_audited_as_a_read(env: Env, backend: str,
+                                        request: pytest.FixtureRequest) -> None:
+    env = with_backend(env, backend, request)
     live = start_server(env)
     objects = [{"type": "malware", "spec_version": "2.1", "id": _id("malware", f"a{n}"),
                 "created": T0, "modified": T0, "created_by_ref": ALICE, "name": f"Fam {n}",
@@ -293,7 +299,7 @@ def test_an_export_is_audited_as_a_read(env: Env) -> None:
             assert len(_csv_ids(table.text)) == 3
     finally:
         live.stop()
-    store = SQLiteStore(env.settings.store_path)
+    store = backends.open_store(env.settings)
     store.open()
     try:
         records = [r for r in audit.export(store, partner="alice") if r.get("export")]

@@ -5,7 +5,6 @@ the server uses, when there is one."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -80,40 +79,45 @@ def _tokens(args: argparse.Namespace, path: Path, settings: Settings) -> int:
         known = partners.load(path)
         if args.id and args.id not in known:
             raise ConfigError(f"no partner {args.id!r}")
-        used = _last_used(settings)
+        shown = [p for p in known.values() if not args.id or p.id == args.id]
+        used = _last_used(settings, [t.sha256 for p in shown for t in p.tokens])
         now = datetime.now(UTC)
         print("partner\ttoken\tlabel\tcreated\texpires\tlast used\tstate")
-        for p in known.values():
-            if args.id and p.id != args.id:
-                continue
+        for p in shown:
             for t in p.tokens:
                 print(f"{p.id}\t{t.name}\t{t.label or '-'}\t{t.created or '-'}\t"
-                      f"{t.expires or 'never'}\t{used(t.sha256) or 'never'}\t{t.state(now)}")
+                      f"{t.expires or 'never'}\t{used.get(t.sha256) or 'never'}\t"
+                      f"{t.state(now)}")
     return 0
 
 
-def _last_used(settings: Settings) -> Callable[[str], str | None]:
-    """Last uses are recorded by the server in its store (it never writes the partners file)."""
-    if not settings.store_path.exists():
-        return lambda digest: None
-    from ..store.factory import open_store
+def _last_used(settings: Settings, digests: list[str]) -> dict[str, str | None]:
+    """Last uses of these tokens: the server records them in its store (it never writes the
+    partners file), whichever backend that is."""
+    from ..store.factory import existing_store
     from .usage import last_used
 
-    store = open_store(settings)
+    store = existing_store(settings)
+    if store is None:
+        return {}
     store.open()
-    return lambda digest: last_used(store, digest)
+    try:
+        return {digest: last_used(store, digest) for digest in digests}
+    finally:
+        store.close()
 
 
 def _record_partners(settings: Settings, other_file: Path | None) -> None:
     """A change to the server's partners leaves an audit record in its store, when it has
     one (a server starting over a new store records what it finds)."""
-    if (other_file and other_file.resolve() != settings.partners_file.resolve()) \
-            or not settings.store_path.exists():
+    if other_file and other_file.resolve() != settings.partners_file.resolve():
         return
     from .. import audit
-    from ..store.factory import open_store
+    from ..store.factory import existing_store
 
-    store = open_store(settings)
+    store = existing_store(settings)
+    if store is None:
+        return
     store.open()
     try:
         audit.reconcile(store, "partner", partners.load(settings.partners_file),

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
+from dataclasses import MISSING, fields
 from typing import Any, Protocol
 
 from ..model import AuditEntry, AuditRecord, Candidate, Outcome, Page, Query, Status
+
+
+def refuse_unknown(query: Query, handled: Set[str]) -> None:
+    """Raise when `query` sets a field the backend does not answer (one added to Query
+    after the backend was written): a filter silently ignored would serve what was not
+    asked for, and a page of withheld data is worse than an error."""
+    for f in fields(query):
+        if f.name not in handled and (f.default is MISSING or getattr(query, f.name)
+                                      != f.default):
+            raise NotImplementedError(f"this store does not answer Query.{f.name}")
 
 
 class Store(Protocol):

@@ -24,6 +24,16 @@ def open_store(settings: Settings, *, bulk: bool = False) -> Store:
     return SQLiteStore(settings.store_path, bulk=bulk)
 
 
+def existing_store(settings: Settings) -> Store | None:
+    """The configured store, not yet opened, when there is one to read or record in: a
+    MongoDB store always (the database is the server's; opening it reaches it), a SQLite
+    store when its file exists (a command never creates an empty file where a server would
+    start a new store)."""
+    if not settings.store_url and not settings.store_path.exists():
+        return None
+    return open_store(settings)
+
+
 def open_url(url: str, *, base: Path | None = None, bulk: bool = False) -> Store:
     """The store a URL names, not yet opened: `sqlite:///PATH` (a relative PATH from `base`,
     the current directory by default; `sqlite:////abs/path` for an absolute one) or a

@@ -47,14 +47,17 @@ from ..model import (
     Status,
 )
 from . import chain
-from .mongo_plan import INDEXES, Scan, expired_scans, scans
+from .copy import PARTS
+from .mongo_plan import INDEXES, RETIRED, Scan, expired_scans, scans
 from .rules import Row, Versions, stamp
+from .terms import grams, index
 
 DEFAULT_DATABASE = "taxii_exchange"
 SELECTION_MS = 3000  # how long an operation waits for a reachable server before a 503
 WRITE_CONFLICT = 112  # the server's error code
 CONFLICT_SECONDS = 60.0  # how long a write retries after write conflicts before it fails
 T = TypeVar("T")
+FACTS = 1  # the version of what `_facts` keeps of each version
 # Fields a page needs; the body only when asked. (jongodb ignores projections: nothing here
 # relies on a field being left out.)
 _ENTRY = {"_id": 1, "id": 1, "version": 1, "added": 1, "spec": 1}
@@ -92,11 +95,26 @@ class MongoStore:
         try:
             for name, keys, extra in INDEXES:
                 self._db.objects.create_index(keys, name=name, **extra)
+            for name in RETIRED:
+                if name in self._db.objects.index_information():
+                    self._db.objects.drop_index(name)
+            self._add_facts()
             self._db.statuses.create_index([("state", ASCENDING), ("lease", ASCENDING)],
                                            name="pending")
             self._db.audit.create_index([("at", ASCENDING)], name="at")
         except ConnectionFailure as exc:
             raise Unavailable(f"the MongoDB store is not reachable ({exc})", 1) from exc
+
+    def _add_facts(self) -> None:
+        """Give versions written before the search fields existed their facts, once per
+        database (the `meta` document says it was done, so later starts read one document):
+        without them a search or a filter would pass over those versions."""
+        if (self.db.meta.find_one({"_id": "facts"}) or {}).get("version", 0) >= FACTS:
+            return
+        for doc in self.db.objects.find({"grams": {"$exists": False}}, {"_id": 1, "body": 1}):
+            self.db.objects.update_one({"_id": doc["_id"]},
+                                       {"$set": _facts(bytes(doc["body"]))})
+        self.db.meta.update_one({"_id": "facts"}, {"$set": {"version": FACTS}}, upsert=True)
 
     def close(self) -> None:
         """Close the client, when called where it was opened. The client is shared by every
@@ -152,15 +170,17 @@ class MongoStore:
 
     def _run(self, plan: list[Scan], session: ClientSession | None, with_body: bool,
              limit: int | None = None) -> list[dict[str, Any]]:
-        """The scans' documents merged by date_added, cut to the longest scan's limit."""
+        """The scans' documents merged by date_added (all scans of a plan run in one
+        direction), cut to the longest scan's limit."""
         projection = {**_ENTRY, "body": 1} if with_body and len(plan) == 1 else _ENTRY
         found = []
         for scan in plan:
             cursor = self.db.objects.find(scan.filter, projection, session=session,
-                                          sort=[("added", ASCENDING)], limit=scan.limit)
+                                          sort=[("added", _direction(scan))], limit=scan.limit)
             found.append(list(cursor))
         cut = max((s.limit for s in plan), default=0) if limit is None else limit
-        docs = list(heapq.merge(*found, key=lambda d: d["added"]))
+        descending = any(scan.descending for scan in plan)
+        docs = list(heapq.merge(*found, key=lambda d: d["added"], reverse=descending))
         if cut:
             docs = docs[:cut]
         if with_body and any("body" not in d for d in docs):
@@ -178,7 +198,7 @@ class MongoStore:
         found = []
         for scan in plan:
             command: dict[str, Any] = {"find": "objects", "filter": scan.filter,
-                                       "sort": {"added": 1}}
+                                       "sort": {"added": _direction(scan)}}
             if scan.limit:
                 command["limit"] = scan.limit
             answer = self.db.command("explain", command, verbosity="queryPlanner")
@@ -430,6 +450,8 @@ class MongoStore:
             docs = self.db.objects.find(where, sort=[("coll", ASCENDING), ("added", ASCENDING)],
                                         limit=limit)
             return [_dumped_object(d) for d in docs]
+        if part not in _PARTS:
+            raise ValueError(f"no store part {part!r} (parts: {', '.join(PARTS)})")
         table, key = _PARTS[part]
         where = {} if after is None else {"_id": {"$gt": after}}
         found = self.db[table].find(where, sort=[("_id", ASCENDING)], limit=limit)
@@ -446,6 +468,7 @@ class MongoStore:
             for record in records:
                 doc = {_LOAD_NAMES.get(k, k): v for k, v in record.items()}
                 doc["refs"] = list(doc.get("refs") or ())
+                doc.update(_facts(doc["body"]))
                 self.db.objects.replace_one({"coll": doc["coll"], "added": doc["added"]}, doc,
                                             upsert=True)
                 newest[doc["coll"]] = max(newest.get(doc["coll"], 0), doc["added"])
@@ -455,6 +478,8 @@ class MongoStore:
                     self.db.clocks.update_one({"_id": coll}, {"$set": {"added": added}},
                                               upsert=True)
             return
+        if part not in _PARTS:
+            raise ValueError(f"no store part {part!r} (parts: {', '.join(PARTS)})")
         table, key = _PARTS[part]
         for record in records:
             doc = {k: v for k, v in record.items() if k != key}
@@ -512,7 +537,20 @@ def _document(collection: str, row: Row, refs: Sequence[str]) -> dict[str, Any]:
             "base": row.base, "bh2": row.base_h2, "pusher": row.pusher, "rank": row.rank,
             "h2": row.h2, "last": row.last, "first": row.first, "sl": row.spec_latest,
             "newer": row.newer, "older": row.older, "top": row.top, "bottom": row.bottom,
-            "refs": list(refs), "body": row.body}
+            "refs": list(refs), "body": row.body, **_facts(row.body or b"{}")}
+
+
+def _facts(body: bytes) -> dict[str, Any]:
+    """What a version is found by (store/terms.py), decided once when it is written: the
+    pages' filters and the search read these fields inside their finds."""
+    facts = index(orjson.loads(body))
+    return {"src": facts.source, "vfrom": facts.valid_from, "vuntil": facts.valid_until,
+            "terms": sorted(facts.terms), "texts": list(facts.texts),
+            "grams": sorted(grams(*facts.texts))}
+
+
+def _direction(scan: Scan) -> int:
+    return DESCENDING if scan.descending else ASCENDING
 
 
 def _entry(doc: dict[str, Any], with_body: bool) -> Entry:

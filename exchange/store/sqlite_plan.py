@@ -29,7 +29,14 @@ import hashlib
 from typing import Any
 
 from ..model import ALL, FIRST, LAST, Query, Search
+from . import refuse_unknown
 from .terms import MARK
+
+# The Query fields the plans below answer; any other field set makes a read fail rather than
+# be ignored.
+HANDLED = frozenset({"limit", "ids", "types", "versions", "spec_versions", "after",
+                     "refers_to", "newest_first", "before", "ranks", "source", "valid_at",
+                     "search", "collection", "visibility"})
 
 
 @functools.lru_cache(maxsize=8192)  # a write hashes the same few referenced ids again and again
@@ -45,6 +52,7 @@ def select(key: int, query: Query, with_body: bool, me: int, *, every: bool = Fa
     """SQL and arguments for one read. `me` is the reader's pusher key (-1: none), `not_from`
     the pusher key whose versions are left out (-1: none). `every` (a delete) lifts the page
     size and takes every spec_version of what it matches."""
+    refuse_unknown(query, HANDLED)
     limit = -1 if every else query.limit + 1
     columns = "id, version, added, spec" + (", body" if with_body else "")
     view = query.visibility

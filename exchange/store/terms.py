@@ -143,6 +143,12 @@ def search(text: str) -> Search:
     return Search(terms=tuple(sorted(found)), shown=asked)
 
 
+def grams(*texts: str) -> set[str]:
+    """The trigrams of texts (each text on its own: none spans two), for a substring index
+    kept as an array of them (the MongoDB store's)."""
+    return {text[i:i + 3] for text in texts for i in range(len(text) - 2)}
+
+
 def _add(found: set[str], texts: list[str], kind: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         return
