@@ -76,7 +76,8 @@ def write_env(directory: Path, *, max_content_length: int = 1024 * 1024,
     config.write_text(yaml.safe_dump({
         "store_path": "store.sqlite3", "partners_file": "partners.yaml",
         "collections_dir": "collections", "default_api_root": API_ROOT,
-        "post_wait_seconds": 5,
+        # A push answers as soon as it is done: the wait only bounds a slow one (jongodb, loaded).
+        "post_wait_seconds": 30,
         # Only the test root: the built-in ones (merged in otherwise) removed.
         "api_roots": {API_ROOT: {"title": "Test root", "max_content_length": max_content_length,
                                  "max_page_size": max_page_size,

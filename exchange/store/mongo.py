@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import heapq
+import itertools
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -143,7 +145,9 @@ class MongoStore:
         assert self._client is not None
         deadline = time.monotonic() + CONFLICT_SECONDS
         with self._writing, self._client.start_session() as session:
-            while True:
+            for attempt in itertools.count():
+                if attempt:  # writers that retry at once can keep aborting each other
+                    time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
                 session.start_transaction(read_concern=ReadConcern("snapshot"),
                                           write_concern=WriteConcern("majority"))
                 try:
@@ -161,6 +165,7 @@ class MongoStore:
                         continue
                     raise
                 return result
+            raise AssertionError("unreachable")
 
     # -- reads -------------------------------------------------------------------------
     def query(self, query: Query, *, with_body: bool) -> Page:
