@@ -4,7 +4,8 @@
 
 Loads the demo's synthetic day into a temporary folder, serves it on a free loopback port,
 signs in as the demo's `analyst` in Debian's Chromium (Playwright) and saves the sign-in,
-collections, browse and object pages.
+collections, browse, object and search pages, and a family's page with what refers
+to it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from exchange.policy import partners
 from tests.conftest import free_port
 
 CHROMIUM = "/usr/bin/chromium"
+FAMILY = "emotet"  # a malware family in the demo's synthetic day
 
 
 def main(out: Path) -> None:
@@ -61,7 +63,14 @@ def main(out: Path) -> None:
                 page.screenshot(path=out / "browse.png")
                 page.locator("td a").first.click()
                 page.wait_for_load_state()
-                page.screenshot(path=out / "object.png", full_page=True)
+                page.screenshot(path=out / "object.png")
+                page.goto(f"{base}search/?q={FAMILY}")
+                page.wait_for_load_state()
+                page.screenshot(path=out / "search.png")
+                page.locator("td a").first.click()  # the family: what refers to it, the graph
+                page.wait_for_load_state()
+                page.locator("#graph").scroll_into_view_if_needed()
+                page.screenshot(path=out / "related.png")
                 browser.close()
         finally:
             server.terminate()
