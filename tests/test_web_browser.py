@@ -10,18 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-import pytest
+from tests.browser import browser_page, needs_chromium, push, sign_in
+from tests.conftest import ALICE, LiveServer
 
-from tests.conftest import ALICE, OPEN, LiveServer
-
-CHROMIUM = Path("/usr/bin/chromium")
-TAXII = "application/taxii+json;version=2.1"
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's Chromium: apt-get update && apt-get install -y "
-           "--no-install-recommends chromium")
+pytestmark = needs_chromium
 
 INDICATOR = {
     "type": "indicator", "spec_version": "2.1",
@@ -34,56 +26,38 @@ INDICATOR = {
 
 
 def test_sign_in_browse_and_sign_out(live: LiveServer, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    pushed = httpx.post(f"{live.collection(OPEN)}objects/", json={"objects": [INDICATOR]},
-                        auth=live.env.basic("alice"),
-                        headers={"Accept": TAXII, "Content-Type": TAXII}, timeout=30)
-    assert pushed.json()["success_count"] == 1
+    push(live, [INDICATOR])
+    with browser_page() as (page, errors):
+        page.goto(f"{live.url}ui/")
+        expect(page).to_have_url(f"{live.url}ui/sign-in/")
+        page.screenshot(path=tmp_path / "1-sign-in.png")
+        sign_in(page, live)
+        expect(page.get_by_text("Signed in as")).to_contain_text("alice")
+        expect(page.get_by_role("link", name="Open")).to_be_visible()
+        expect(page.get_by_role("link", name="Hidden")).to_have_count(0)
+        page.screenshot(path=tmp_path / "2-collections.png")
 
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
+        page.get_by_role("link", name="Open").click()
+        expect(page.get_by_role("heading", name="Open")).to_be_visible()
+        row = page.get_by_role("row").filter(has_text=INDICATOR["id"])
+        expect(row).to_contain_text("TLP:GREEN")
+        page.screenshot(path=tmp_path / "3-browse.png")
 
-            page.goto(f"{live.url}ui/")
-            expect(page).to_have_url(f"{live.url}ui/sign-in/")
-            page.screenshot(path=tmp_path / "1-sign-in.png")
-            page.get_by_label("Partner id").fill("alice")
-            page.get_by_label("Password").fill(live.env.credentials["alice"].password)
-            page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("link", name="C2 at c2.example").click()
+        expect(page.get_by_role("heading", name="C2 at c2.example")).to_be_visible()
+        raw = page.locator("#raw")
+        expect(raw).to_contain_text('"pattern_type": "stix"')
+        page.get_by_role("button", name="hide").click()  # the page's script runs
+        expect(raw).to_be_hidden()
+        page.screenshot(path=tmp_path / "4-object.png", full_page=True)
 
-            expect(page).to_have_url(f"{live.url}ui/collections/")
-            expect(page.get_by_text("Signed in as")).to_contain_text("alice")
-            expect(page.get_by_role("link", name="Open")).to_be_visible()
-            expect(page.get_by_role("link", name="Hidden")).to_have_count(0)
-            page.screenshot(path=tmp_path / "2-collections.png")
-
-            page.get_by_role("link", name="Open").click()
-            expect(page.get_by_role("heading", name="Open")).to_be_visible()
-            row = page.get_by_role("row").filter(has_text=INDICATOR["id"])
-            expect(row).to_contain_text("TLP:GREEN")
-            page.screenshot(path=tmp_path / "3-browse.png")
-
-            page.get_by_role("link", name="C2 at c2.example").click()
-            expect(page.get_by_role("heading", name="C2 at c2.example")).to_be_visible()
-            raw = page.locator("#raw")
-            expect(raw).to_contain_text('"pattern_type": "stix"')
-            page.get_by_role("button", name="hide").click()  # the page's script runs
-            expect(raw).to_be_hidden()
-            page.screenshot(path=tmp_path / "4-object.png", full_page=True)
-
-            page.get_by_role("button", name="Sign out").click()
-            expect(page).to_have_url(f"{live.url}ui/sign-in/")
-            page.goto(f"{live.url}ui/collections/")
-            expect(page).to_have_url(f"{live.url}ui/sign-in/")
-            page.screenshot(path=tmp_path / "5-signed-out.png")
-        finally:
-            browser.close()
+        page.get_by_role("button", name="Sign out").click()
+        expect(page).to_have_url(f"{live.url}ui/sign-in/")
+        page.goto(f"{live.url}ui/collections/")
+        expect(page).to_have_url(f"{live.url}ui/sign-in/")
+        page.screenshot(path=tmp_path / "5-signed-out.png")
     assert errors == [], errors
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         "1-sign-in.png", "2-collections.png", "3-browse.png", "4-object.png",

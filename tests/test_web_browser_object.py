@@ -7,16 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
-import pytest
-
+from tests.browser import browser_page, needs_chromium, push, sign_in
 from tests.conftest import ALICE, OPEN, LiveServer
-from tests.test_web_browser import CHROMIUM, TAXII
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's Chromium: apt-get update && apt-get install -y "
-           "--no-install-recommends chromium")
+pytestmark = needs_chromium
 
 GREEN = ["marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"]
 T0, T1 = "2024-01-01T00:00:00.000Z", "2024-03-01T00:00:00.000Z"
@@ -43,70 +37,52 @@ UPLOAD = ("indicator,type\n"
 
 def test_object_relationships_graph_differences_and_upload(live: LiveServer,
                                                           tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    pushed = httpx.post(f"{live.collection(OPEN)}objects/",
-                        json={"objects": [FAMILY, FAMILY_V2, INDICATOR, RELATIONSHIP]},
-                        auth=live.env.basic("alice"),
-                        headers={"Accept": TAXII, "Content-Type": TAXII}, timeout=30)
-    assert pushed.json()["success_count"] == 4
+    push(live, [FAMILY, FAMILY_V2, INDICATOR, RELATIONSHIP])
     upload = tmp_path / "list.csv"
     upload.write_text(UPLOAD)
+    with browser_page() as (page, errors):
+        page.goto(f"{live.url}ui/sign-in/")
+        sign_in(page, live)
 
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page()
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
+        # Open the indicator, follow its relationship, then the family it indicates.
+        page.goto(f"{live.url}ui/collections/api1/{OPEN}/objects/{INDICATOR['id']}/")
+        expect(page.get_by_role("heading", name="C2 at loader.example")).to_be_visible()
+        page.get_by_role("link", name="indicates").click()
+        expect(page.get_by_role("heading", name="indicates")).to_be_visible()
+        page.locator("table.related").first.get_by_role(
+            "link", name="Loader family").click()
+        expect(page.get_by_role("heading", name="Loader family")).to_be_visible()
 
-            page.goto(f"{live.url}ui/sign-in/")
-            page.get_by_label("Partner id").fill("alice")
-            page.get_by_label("Password").fill(live.env.credentials["alice"].password)
-            page.get_by_role("button", name="Sign in").click()
-            expect(page).to_have_url(f"{live.url}ui/collections/")
+        # The graph: drawn by graph.js, a node per object, linked to its page.
+        nodes = page.locator("#graph svg g.node")
+        expect(nodes).to_have_count(2)
+        expect(page.locator("#graph svg line.edge")).to_have_count(1)
+        expect(page.locator("#graph svg text.edge-label")).to_have_text("indicates")
+        expect(page.locator(f'#graph svg g.node[data-id="{INDICATOR["id"]}"]')).to_be_visible()
+        page.screenshot(path=tmp_path / "1-object-graph.png", full_page=True)
 
-            # Open the indicator, follow its relationship, then the family it indicates.
-            page.goto(f"{live.url}ui/collections/api1/{OPEN}/objects/{INDICATOR['id']}/")
-            expect(page.get_by_role("heading", name="C2 at loader.example")).to_be_visible()
-            page.get_by_role("link", name="indicates").click()
-            expect(page.get_by_role("heading", name="indicates")).to_be_visible()
-            page.locator("table.related").first.get_by_role(
-                "link", name="Loader family").click()
-            expect(page.get_by_role("heading", name="Loader family")).to_be_visible()
+        # The difference from the version before.
+        page.get_by_role("link", name="differences from the version before").click()
+        diff = page.locator("table.diff")
+        expect(diff.locator("tr.diff-changed").filter(has_text="description")).to_contain_text(
+            "second report")
+        expect(diff).to_contain_text("first report")
+        page.screenshot(path=tmp_path / "2-differences.png", full_page=True)
 
-            # The graph: drawn by graph.js, a node per object, linked to its page.
-            nodes = page.locator("#graph svg g.node")
-            expect(nodes).to_have_count(2)
-            expect(page.locator("#graph svg line.edge")).to_have_count(1)
-            expect(page.locator("#graph svg text.edge-label")).to_have_text("indicates")
-            expect(page.locator(f'#graph svg g.node[data-id="{INDICATOR["id"]}"]')).to_be_visible()
-            page.screenshot(path=tmp_path / "1-object-graph.png", full_page=True)
-
-            # The difference from the version before.
-            page.get_by_role("link", name="differences from the version before").click()
-            diff = page.locator("table.diff")
-            expect(diff.locator("tr.diff-changed").filter(has_text="description")).to_contain_text(
-                "second report")
-            expect(diff).to_contain_text("first report")
-            page.screenshot(path=tmp_path / "2-differences.png", full_page=True)
-
-            # Upload a file and see its rejects.
-            page.get_by_role("link", name="Upload").click()
-            page.locator("select[name=collection]").select_option(f"api1/{OPEN}")
-            page.locator("select[name=format]").select_option("ioc-csv")
-            page.locator("textarea[name=options]").fill(
-                "value=indicator\ntype=type\ndefault_first_seen=2026-11-01")
-            page.locator("input[name=file]").set_input_files(str(upload))
-            page.get_by_role("button", name="Upload").click()
-            expect(page.get_by_role("heading", name="Uploaded list.csv")).to_be_visible()
-            expect(page.locator("p.summary")).to_contain_text("rejected 1")
-            rejects = page.locator("table.rejects tbody tr")
-            expect(rejects).to_have_count(1)
-            expect(rejects).to_contain_text("999.1.1.1")
-            page.screenshot(path=tmp_path / "3-uploaded.png", full_page=True)
-        finally:
-            browser.close()
+        # Upload a file and see its rejects.
+        page.get_by_role("link", name="Upload").click()
+        page.locator("select[name=collection]").select_option(f"api1/{OPEN}")
+        page.locator("select[name=format]").select_option("ioc-csv")
+        page.locator("textarea[name=options]").fill(
+            "value=indicator\ntype=type\ndefault_first_seen=2026-11-01")
+        page.locator("input[name=file]").set_input_files(str(upload))
+        page.get_by_role("button", name="Upload").click()
+        expect(page.get_by_role("heading", name="Uploaded list.csv")).to_be_visible()
+        expect(page.locator("p.summary")).to_contain_text("rejected 1")
+        rejects = page.locator("table.rejects tbody tr")
+        expect(rejects).to_have_count(1)
+        expect(rejects).to_contain_text("999.1.1.1")
+        page.screenshot(path=tmp_path / "3-uploaded.png", full_page=True)
     assert errors == [], errors

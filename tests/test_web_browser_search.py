@@ -12,16 +12,10 @@ import csv
 import io
 from pathlib import Path
 
-import httpx
-import pytest
+from tests.browser import browser_page, needs_chromium, push, sign_in
+from tests.conftest import ALICE, LiveServer
 
-from tests.conftest import ALICE, OPEN, LiveServer
-from tests.test_web_browser import CHROMIUM, TAXII
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason="needs Debian's Chromium: apt-get update && apt-get install -y "
-           "--no-install-recommends chromium")
+pytestmark = needs_chromium
 
 GREEN = "marking-definition--bab4a63c-aed9-4cf5-a766-dfca5abac2bb"
 AMBER = "marking-definition--55d920b0-5e8b-4f79-9ee9-91f868d9b421"
@@ -38,60 +32,43 @@ FAMILY = {"type": "malware", "spec_version": "2.1",
 
 
 def test_filter_search_and_export(live: LiveServer, tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    pushed = httpx.post(f"{live.collection(OPEN)}objects/", json={"objects": [C2, FAMILY]},
-                        auth=live.env.basic("alice"),
-                        headers={"Accept": TAXII, "Content-Type": TAXII}, timeout=30)
-    assert pushed.json()["success_count"] == 2
+    push(live, [C2, FAMILY])
+    with browser_page(accept_downloads=True) as (page, errors):
+        page.goto(f"{live.url}ui/sign-in/")
+        sign_in(page, live)
+        page.get_by_role("link", name="Open").click()
 
-    errors: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                             args=["--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(accept_downloads=True)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
+        # Filter: TLP:AMBER only.
+        page.get_by_label("AMBER", exact=True).check()
+        page.get_by_role("button", name="Filter").click()
+        expect(page.get_by_role("row").filter(has_text=FAMILY["id"])).to_be_visible()
+        expect(page.get_by_role("row").filter(has_text=C2["id"])).to_have_count(0)
+        page.screenshot(path=tmp_path / "1-filtered.png")
 
-            page.goto(f"{live.url}ui/sign-in/")
-            page.get_by_label("Partner id").fill("alice")
-            page.get_by_label("Password").fill(live.env.credentials["alice"].password)
-            page.get_by_role("button", name="Sign in").click()
-            expect(page).to_have_url(f"{live.url}ui/collections/")
-            page.get_by_role("link", name="Open").click()
+        # Search by address, in the collection (the TLP filter cleared).
+        page.get_by_role("link", name="Clear").click()
+        page.get_by_label("Search", exact=True).fill("198.51.100.23")
+        page.get_by_role("button", name="Filter").click()
+        expect(page.get_by_role("row").filter(has_text=C2["id"])).to_be_visible()
+        expect(page.get_by_role("row").filter(has_text=FAMILY["id"])).to_have_count(0)
+        page.screenshot(path=tmp_path / "2-search-address.png")
 
-            # Filter: TLP:AMBER only.
-            page.get_by_label("AMBER", exact=True).check()
-            page.get_by_role("button", name="Filter").click()
-            expect(page.get_by_role("row").filter(has_text=FAMILY["id"])).to_be_visible()
-            expect(page.get_by_role("row").filter(has_text=C2["id"])).to_have_count(0)
-            page.screenshot(path=tmp_path / "1-filtered.png")
+        # Export what is shown.
+        with page.expect_download() as download:
+            page.get_by_role("link", name="CSV").click()
+        saved = tmp_path / "export.csv"
+        download.value.save_as(saved)
+        rows = list(csv.DictReader(io.StringIO(saved.read_text())))
+        assert [r["id"] for r in rows] == [C2["id"]]
 
-            # Search by address, in the collection (the TLP filter cleared).
-            page.get_by_role("link", name="Clear").click()
-            page.get_by_label("Search", exact=True).fill("198.51.100.23")
-            page.get_by_role("button", name="Filter").click()
-            expect(page.get_by_role("row").filter(has_text=C2["id"])).to_be_visible()
-            expect(page.get_by_role("row").filter(has_text=FAMILY["id"])).to_have_count(0)
-            page.screenshot(path=tmp_path / "2-search-address.png")
-
-            # Export what is shown.
-            with page.expect_download() as download:
-                page.get_by_role("link", name="CSV").click()
-            saved = tmp_path / "export.csv"
-            download.value.save_as(saved)
-            rows = list(csv.DictReader(io.StringIO(saved.read_text())))
-            assert [r["id"] for r in rows] == [C2["id"]]
-
-            # Search by family, across every collection, from the header.
-            box = page.get_by_label("Search every collection")
-            box.fill("quakbot")
-            box.press("Enter")
-            expect(page.get_by_role("heading", name="Search every collection")).to_be_visible()
-            expect(page.get_by_role("row").filter(has_text=FAMILY["id"])).to_be_visible()
-            expect(page.get_by_role("row").filter(has_text=C2["id"])).to_have_count(0)
-            page.screenshot(path=tmp_path / "3-search-family.png")
-        finally:
-            browser.close()
+        # Search by family, across every collection, from the header.
+        box = page.get_by_label("Search every collection")
+        box.fill("quakbot")
+        box.press("Enter")
+        expect(page.get_by_role("heading", name="Search every collection")).to_be_visible()
+        expect(page.get_by_role("row").filter(has_text=FAMILY["id"])).to_be_visible()
+        expect(page.get_by_role("row").filter(has_text=C2["id"])).to_have_count(0)
+        page.screenshot(path=tmp_path / "3-search-family.png")
     assert errors == [], errors
