@@ -4,6 +4,7 @@ written to, into a file that opens, checks and serves."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import signal
@@ -131,6 +132,31 @@ def test_a_copy_has_everything_and_serves_and_verifies_as_the_source(source: Env
         for server in servers:
             server.stop()
     assert len(original) == 55 and copy == original
+
+
+@pytest.mark.emulator_gap("server")
+@pytest.mark.parametrize("backend", [pytest.param("mongo", id="mongo")])
+def test_a_copy_goes_to_mongodb_and_back(source: Env, tmp_path: Path, backend: str,
+                                         request: pytest.FixtureRequest):
+    """SQLite -> MongoDB -> SQLite: each copy verifies, the audit chain holds in MongoDB, and
+    the store that came back serves what the original served."""
+    database = request.getfixturevalue("mongo_server").database()
+    back = tmp_path / "back" / "back.sqlite3"
+    for origin, target in ((url(source.settings.store_path), database), (database, url(back))):
+        code, out, err = run("store", "copy", "--from", origin, "--to", target,
+                             "--page-size", "8")
+        assert code == 0, out + err
+        assert "objects: 55 copied" in out, out
+    in_mongo = Env(dataclasses.replace(source.settings, store_url=database), source.credentials)
+    returned = env_over(source, back)
+    assert run("--config", config_of(returned), "audit", "verify")[0] == 0
+    servers = [start_server(source), start_server(in_mongo), start_server(returned)]
+    try:
+        original, *copies = (pull(server) for server in servers)
+    finally:
+        for server in servers:
+            server.stop()
+    assert len(original) == 55 and copies == [original, original]
 
 
 def test_an_interrupted_copy_goes_on_from_its_bookmark_when_run_again(env: Env,

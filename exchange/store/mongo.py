@@ -460,8 +460,16 @@ class MongoStore:
         table, key = _PARTS[part]
         where = {} if after is None else {"_id": {"$gt": after}}
         found = self.db[table].find(where, sort=[("_id", ASCENDING)], limit=limit)
-        return [{key: d["_id"], **{k: _plain(v) for k, v in d.items() if k != "_id"}}
-                for d in found]
+        records = [{key: d["_id"], **{k: _plain(v) for k, v in d.items() if k != "_id"}}
+                   for d in found]
+        if part == "state":  # a document, as get_state gives it (kept here as JSON bytes)
+            for record in records:
+                record.setdefault("lease", None)
+                record.setdefault("holder", None)
+                if record.get("doc") is not None:
+                    record["doc"] = orjson.loads(record["doc"])
+                record.setdefault("doc", None)
+        return records
 
     def restore(self, part: str, records: list[dict[str, Any]]) -> None:
         """Write records as `dump` gives them; one already there is replaced (a copy can be
@@ -488,6 +496,8 @@ class MongoStore:
         table, key = _PARTS[part]
         for record in records:
             doc = {k: v for k, v in record.items() if k != key}
+            if part == "state" and doc.get("doc") is not None:
+                doc["doc"] = orjson.dumps(doc["doc"])
             self.db[table].replace_one({"_id": record[key]}, doc, upsert=True)
 
 
