@@ -22,7 +22,7 @@ from . import audit
 from .errors import Invalid, InvalidObject, Unprocessable
 from .model import ALL, COMPLETE, LAST, AuditEntry, Candidate, Entry, Outcome, Query, Status
 from .stix import SDO_TYPES, SRO_TYPES, ObjectFacts, check_object, now_micros
-from .store import Store
+from .store import Store, terms
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def check_objects(objects: list[Any], writer: Writer) -> Checked:
     for index, obj in enumerate(objects):
         try:
             body = _serialised(obj)
-            facts = check_object(obj)
+            facts = check_object(obj, body)
             refused = writer.refusal(facts)
         except InvalidObject as exc:
             failures.append(_detail(obj, f"object {index}: {exc.description}"))
@@ -104,7 +104,7 @@ def check_objects(objects: list[Any], writer: Writer) -> Checked:
         candidates.append(Candidate(
             id=facts.id, type=facts.type, spec_version=facts.spec_version, version=facts.version,
             body=body, rank=writer.default_rank if facts.rank is None else facts.rank,
-            h2=facts.h2, refs=facts.refs, pusher=writer.pusher,
+            h2=facts.h2, refs=facts.refs, pusher=writer.pusher, indexed=terms.index(obj),
         ))
     return Checked(candidates, failures)
 

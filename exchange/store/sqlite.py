@@ -400,7 +400,9 @@ class SQLiteStore:
         for row in new:
             seq += 1
             row.key = seq
-        pairs = [(r, index(orjson.loads(r.body or b"{}"))) for r in new]
+        pairs = [(r, r.found or index(orjson.loads(r.body or b"{}"))) for r in new]
+        pushers = {p: self._pusher(conn, p, create=True)
+                   for p in {name for r in new for name in (r.pusher, r.top, r.bottom)}}
         conn.executemany(
             "INSERT INTO objects (seq, coll, idh, id, type, vkey, version, spec, added, "
             "last, first, spec_latest, base, bh2, rank, h2, newer, older, pusher, top, "
@@ -408,10 +410,8 @@ class SQLiteStore:
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(r.key, key, id_hash(r.id), r.id, r.type, r.vkey, r.version, r.spec, r.added,
               r.last, r.first, r.spec_latest, r.base, r.base_h2, r.rank, r.h2, r.newer,
-              r.older, self._pusher(conn, r.pusher, create=True),
-              self._pusher(conn, r.top, create=True),
-              self._pusher(conn, r.bottom, create=True), r.body, _source(facts),
-              facts.valid_from, facts.valid_until) for r, facts in pairs])
+              r.older, pushers[r.pusher], pushers[r.top], pushers[r.bottom], r.body,
+              _source(facts), facts.valid_from, facts.valid_until) for r, facts in pairs])
         conn.executemany("INSERT OR IGNORE INTO refs (coll, dst, seq) VALUES (?, ?, ?)",
                          [(key, id_hash(ref), r.key) for r in new for ref in r.refs or ()])
         conn.executemany("INSERT OR IGNORE INTO terms (coll, term, added) VALUES (?, ?, ?)",
@@ -729,6 +729,20 @@ class _Backend:
                    last=bool(last), first=bool(first), spec_latest=bool(spec_latest),
                    newer=newer, older=older, top=name(self.conn, top),
                    bottom=name(self.conn, bottom))
+
+    def newest_facts(self, ids: Iterable[str]) -> dict[str, tuple[int, bool]]:
+        wanted = set(ids)
+        found: dict[str, tuple[int, bool]] = {}
+        hashes = sorted({id_hash(i) for i in wanted})
+        for start in range(0, len(hashes), 500):
+            chunk = hashes[start:start + 500]
+            for ident, rank, h2 in self.conn.execute(
+                    "SELECT id, rank, h2 FROM objects INDEXED BY objects_id "
+                    f"WHERE coll = ? AND idh IN ({_marks(chunk)}) AND last = 1 "
+                    "AND spec_latest = 1", (self.key, *chunk)):
+                if ident in wanted:  # the id itself settles a hash collision
+                    found[ident] = (rank, bool(h2))
+        return found
 
     def body(self, row: Row) -> bytes:
         found = self.conn.execute("SELECT body FROM objects WHERE seq = ?", (row.key,))
