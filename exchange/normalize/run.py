@@ -21,6 +21,7 @@ import gc
 import multiprocessing
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -218,9 +219,13 @@ class Run:
         for (ident, version), body in self.ingest.held(self.collection, versioned).items():
             if version is None:  # the oldest stored version of the id
                 created[ident] = orjson.loads(body)["created"]
+        # Only an id stored already, or met twice in this batch, can have an earlier
+        # `created` than the candidate's own: the others need not be parsed.
+        counts = Counter(versioned)
         kept = []
         for candidate in candidates:
-            if candidate.version is None:
+            if candidate.version is None or (candidate.id not in created
+                                             and counts[candidate.id] == 1):
                 kept.append(candidate)
                 continue
             obj = orjson.loads(candidate.body)

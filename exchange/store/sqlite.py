@@ -45,6 +45,10 @@ from .terms import MARK, Indexed, index
 
 log = logging.getLogger(__name__)
 
+# One write hashes each id several times (looking it up, finding its referrers, inserting it
+# and the references to it): the recent ones are kept.
+_hashed = functools.lru_cache(maxsize=32_768)(id_hash)
+
 SCHEMA_VERSION = 5
 # Statements are split on ';' for migrations (executescript would commit halfway): none may
 # appear in a comment.
@@ -408,14 +412,17 @@ class SQLiteStore:
             "last, first, spec_latest, base, bh2, rank, h2, newer, older, pusher, top, "
             "bottom, body, src, vfrom, vuntil) VALUES "
             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(r.key, key, id_hash(r.id), r.id, r.type, r.vkey, r.version, r.spec, r.added,
+            [(r.key, key, _hashed(r.id), r.id, r.type, r.vkey, r.version, r.spec, r.added,
               r.last, r.first, r.spec_latest, r.base, r.base_h2, r.rank, r.h2, r.newer,
               r.older, pushers[r.pusher], pushers[r.top], pushers[r.bottom], r.body,
               _source(facts), facts.valid_from, facts.valid_until) for r, facts in pairs])
+        # In key order: each page of these indexes (random hashes, terms) is then visited
+        # once per write, not once per row.
         conn.executemany("INSERT OR IGNORE INTO refs (coll, dst, seq) VALUES (?, ?, ?)",
-                         [(key, id_hash(ref), r.key) for r in new for ref in r.refs or ()])
+                         sorted((key, _hashed(ref), r.key) for r in new for ref in r.refs or ()))
         conn.executemany("INSERT OR IGNORE INTO terms (coll, term, added) VALUES (?, ?, ?)",
-                         [(key, term, r.added) for r, facts in pairs for term in facts.terms])
+                         sorted((key, term, r.added) for r, facts in pairs
+                                for term in facts.terms))
         conn.executemany("INSERT INTO grams (rowid, v) VALUES (?, ?)",
                          [(r.key, _text(facts)) for r, facts in pairs if facts.texts])
 
@@ -704,7 +711,7 @@ class _Backend:
     def load(self, ids: Iterable[str], *, bodies: bool) -> dict[str, list[Row]]:
         wanted = set(ids)
         found: dict[str, list[Row]] = {}
-        hashes = sorted({id_hash(i) for i in wanted})
+        hashes = sorted({_hashed(i) for i in wanted})
         columns = _ROW + (", body" if bodies else "")
         for start in range(0, len(hashes), 500):
             chunk = hashes[start:start + 500]
@@ -733,7 +740,7 @@ class _Backend:
     def newest_facts(self, ids: Iterable[str]) -> dict[str, tuple[int, bool]]:
         wanted = set(ids)
         found: dict[str, tuple[int, bool]] = {}
-        hashes = sorted({id_hash(i) for i in wanted})
+        hashes = sorted({_hashed(i) for i in wanted})
         for start in range(0, len(hashes), 500):
             chunk = hashes[start:start + 500]
             for ident, rank, h2 in self.conn.execute(
@@ -750,7 +757,7 @@ class _Backend:
         return body
 
     def referrers(self, ids: Iterable[str]) -> set[str]:
-        hashes = sorted({id_hash(i) for i in ids})
+        hashes = sorted({_hashed(i) for i in ids})
         found: set[str] = set()
         for start in range(0, len(hashes), 500):
             chunk = hashes[start:start + 500]
@@ -777,7 +784,7 @@ def _compact(conn: sqlite3.Connection, table: str, known: dict[str, int], value:
 
 
 def _source(facts: Indexed) -> int:
-    return id_hash(facts.source) if facts.source else 0
+    return _hashed(facts.source) if facts.source else 0
 
 
 def _text(facts: Indexed) -> str:
