@@ -206,8 +206,11 @@ class Versions:
                 row.rank, row.h2 = row.base, row.base_h2
             self._rise(region)
         else:
+            # The new versions were raised above with every fact as it now stands (and any
+            # later rise requeued them), so only stored versions can still lag behind.
             self._rise(self._referring_rows(
-                [i for i in self._touched if self.facts(i) != self._loaded_facts[i]]))
+                [i for i in self._touched if self.facts(i) != self._loaded_facts[i]],
+                stored_only=True))
         for ident in self._touched:
             _derive(self.versions.get(ident, []))
 
@@ -254,15 +257,22 @@ class Versions:
         self._touched |= found
         return [row for ident in found for row in self.versions.get(ident, [])]
 
-    def _referring_rows(self, ids: list[str]) -> list[Row]:
+    def _referring_rows(self, ids: list[str], *, stored_only: bool = False) -> list[Row]:
+        """The versions that reference any of these ids (`stored_only`: not the versions
+        this write adds)."""
         if not ids:
             return []
         wanted = set(ids)
         referrers = self.backend.referrers(wanted)
-        referrers.update(r.id for r in self.new if not wanted.isdisjoint(self.refs(r)))
+        if not stored_only:
+            referrers.update(r.id for r in self.new if not wanted.isdisjoint(self.refs(r)))
         self.load(referrers)
-        return [row for ident in referrers for row in self.versions.get(ident, [])
+        rows = [row for ident in referrers for row in self.versions.get(ident, [])
                 if not wanted.isdisjoint(self.refs(row))]
+        if stored_only and rows:
+            new = {id(r) for r in self.new}
+            rows = [row for row in rows if id(row) not in new]
+        return rows
 
     def refs(self, row: Row) -> tuple[str, ...]:
         if row.refs is None:
