@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import logging
+import operator
 import os
 import sqlite3
 import threading
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 # One write hashes each id several times (looking it up, finding its referrers, inserting it
 # and the references to it): the recent ones are kept.
 _hashed = functools.lru_cache(maxsize=32_768)(id_hash)
+_second = operator.itemgetter(1)
 
 SCHEMA_VERSION = 5
 # Statements are split on ';' for migrations (executescript would commit halfway): none may
@@ -418,11 +420,13 @@ class SQLiteStore:
               _source(facts), facts.valid_from, facts.valid_until) for r, facts in pairs])
         # In key order: each page of these indexes (random hashes, terms) is then visited
         # once per write, not once per row.
+        # (The rows come in seq and date_added order, which a stable sort keeps.)
         conn.executemany("INSERT OR IGNORE INTO refs (coll, dst, seq) VALUES (?, ?, ?)",
-                         sorted((key, _hashed(ref), r.key) for r in new for ref in r.refs or ()))
+                         sorted(((key, _hashed(ref), r.key) for r in new for ref in r.refs or ()),
+                                key=_second))
         conn.executemany("INSERT OR IGNORE INTO terms (coll, term, added) VALUES (?, ?, ?)",
-                         sorted((key, term, r.added) for r, facts in pairs
-                                for term in facts.terms))
+                         sorted(((key, term, r.added) for r, facts in pairs
+                                 for term in facts.terms), key=_second))
         conn.executemany("INSERT INTO grams (rowid, v) VALUES (?, ?)",
                          [(r.key, _text(facts)) for r, facts in pairs if facts.texts])
 
