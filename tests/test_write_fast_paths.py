@@ -8,11 +8,12 @@
 - The check finds an object's references from its top-level properties when its JSON body
   shows nothing nested is named like one; it must find exactly what the full walk finds.
 - Checked candidates cross a process boundary during a bulk load: pickled, they come back
-  equal.
+  equal, and a load with its producer in a child process stores what one in-process stores.
 """
 
 from __future__ import annotations
 
+import gc
 import pickle
 import random
 import sqlite3
@@ -24,12 +25,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exchange.ingest import Writer, check_objects
-from exchange.model import Candidate, Indexed
+from exchange.ingest import Ingest, Writer, check_objects
+from exchange.model import AMBER, Candidate, Indexed
+from exchange.normalize import PARSERS, Context
+from exchange.normalize.run import Run
 from exchange.stix import check_object, references
 from exchange.store import sqlite as sqlite_store
 from exchange.store.sqlite import SQLiteStore
-from tests.test_store import write
+from tests.fixtures.shadowserver import SINKHOLE_HEADER, sinkhole_rows
+from tests.test_store import COLL, write
 from tests.test_store_visibility import Version, _candidate, _generate, _id
 
 # Every stored fact of every version but its date_added (read from the clock).
@@ -143,3 +147,34 @@ def test_checked_candidates_cross_processes_unchanged() -> None:
     for candidate in (*checked, bare):
         assert pickle.loads(pickle.dumps(candidate, protocol=pickle.HIGHEST_PROTOCOL)) == \
             candidate
+
+
+@pytest.mark.parametrize("parallel", [
+    pytest.param(True, id="producer in a child process"),
+    pytest.param(False, id="producer in this process"),
+])
+def test_a_load_stores_the_same_either_way_and_restores_the_collector(
+        tmp_path: Path, parallel: bool) -> None:
+    report = tmp_path / "2026-11-20-event4_sinkhole.csv"
+    rows = sinkhole_rows(random.Random(7), 400)
+    report.write_text("\n".join([SINKHOLE_HEADER, *rows, *rows[:50]]) + "\n")
+    results = []
+    for name, in_child in (("reference", False), ("load", parallel)):
+        store = SQLiteStore(tmp_path / f"{name}.sqlite3", bulk=True)
+        store.open()
+        before = gc.get_threshold()
+        try:
+            run = Run(Ingest(store), collection=COLL, writer=Writer(default_rank=AMBER),
+                      rejects=pytest.fail, batch=97)  # several transactions
+            tally = run.files(PARSERS["shadowserver-event4-sinkhole"](), [report],
+                              Context("Shadowserver Foundation", "amber"), parallel=in_child)
+        finally:
+            store.close()
+        assert gc.get_threshold() == before
+        assert tally.read == 450 and tally.stored > 400 * 3
+        with sqlite3.connect(tmp_path / f"{name}.sqlite3") as conn:
+            results.append(conn.execute(
+                "SELECT id, type, body, rank, h2, last, first FROM objects "
+                "WHERE type NOT IN ('ipv4-addr', 'ipv6-addr', 'network-traffic', "
+                "'autonomous-system') ORDER BY seq").fetchall())
+    assert results[0] == results[1]
