@@ -17,6 +17,7 @@ import gc
 import pickle
 import random
 import sqlite3
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +179,22 @@ def test_a_load_stores_the_same_either_way_and_restores_the_collector(
                 "WHERE type NOT IN ('ipv4-addr', 'ipv6-addr', 'network-traffic', "
                 "'autonomous-system') ORDER BY seq").fetchall())
     assert results[0] == results[1]
+
+
+def test_checked_bodies_hold_only_their_own_bytes() -> None:
+    """A load holds thousands of checked bodies at once: each must cost about its length
+    (orjson's own result keeps its 8 KB write buffer)."""
+    objects = [{"type": "indicator", "spec_version": "2.1", "id": _id("indicator", n),
+                "created": "2024-01-01T00:00:00.000Z", "modified": "2024-01-01T00:00:00.000Z",
+                "pattern": f"[ipv4-addr:value = '198.51.100.{n % 250}']", "pattern_type": "stix",
+                "valid_from": "2024-01-01T00:00:00.000Z", "name": "c2.example"}
+               for n in range(1, 301)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        checked = check_objects(objects, Writer(default_rank=2)).candidates
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(checked) == 300
+    assert held / 300 < 4 * max(len(c.body) for c in checked)
