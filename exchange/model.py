@@ -146,6 +146,23 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
+class Indexed:
+    """What a store keeps of one object version to find it (store/terms.py decides it)."""
+
+    terms: frozenset[str] = frozenset()
+    texts: tuple[str, ...] = ()  # domains and URLs, for prefix and substring search
+    source: str = ""  # created_by_ref
+    valid_from: int | None = None  # indicators only, microseconds
+    valid_until: int | None = None  # FOREVER when the indicator has no end
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Positional: a bulk load sends these between processes by the hundred thousand,
+        # and the slots dataclass default (a state dict by field) costs several times more.
+        return (Indexed, (self.terms, self.texts, self.source, self.valid_from,
+                          self.valid_until))
+
+
+@dataclass(frozen=True, slots=True)
 class Candidate:
     """One checked object on its way into the store, with the facts the policy needs."""
 
@@ -158,6 +175,13 @@ class Candidate:
     h2: bool = False  # under handling code H2: no onward transfer without consent
     refs: tuple[str, ...] = ()  # ids it references (not its author or its markings)
     pusher: str = ""  # the partner who pushed it; '' for a local load
+    # What it can be found by, when the check worked it out from the object it had parsed
+    # anyway; None: the store works it out from the body.
+    indexed: Indexed | None = None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Candidate, (self.id, self.type, self.spec_version, self.version, self.body,
+                            self.rank, self.h2, self.refs, self.pusher, self.indexed))
 
 
 @dataclass(frozen=True, slots=True)

@@ -175,8 +175,11 @@ def now_micros() -> int:
     return to_micros(datetime.now(UTC))
 
 
-def check_object(obj: Any) -> ObjectFacts:
-    """Validate one STIX 2.1 object's structure; raise InvalidObject saying what is wrong."""
+def check_object(obj: Any, body: bytes | None = None) -> ObjectFacts:
+    """Validate one STIX 2.1 object's structure; raise InvalidObject saying what is wrong.
+
+    `body` is the object as JSON (orjson's compact form), when the caller has it: it lets
+    the references be found without walking every nested value."""
     if not isinstance(obj, dict):
         raise InvalidObject("a STIX object must be a JSON object")
     obj_type = obj.get("type")
@@ -206,8 +209,8 @@ def check_object(obj: Any) -> ObjectFacts:
     author = obj.get("created_by_ref")
     return ObjectFacts(match.group(0), obj_type, str(spec_version), version,
                        rank=marking_rank(obj), h2="H2" in handling_codes(obj),
-                       refs=references(obj), author=author if author else None,
-                       custom=obj_type.startswith("x-") or any(k.startswith("x_") for k in obj))
+                       refs=_references(obj, body, shape), author=author if author else None,
+                       custom=shape.custom)
 
 
 # References that do not reveal another object's content: who made it, how it is marked.
@@ -227,13 +230,28 @@ def references(obj: dict[str, Any]) -> tuple[str, ...]:
 _REF_NAMES = ("_ref", "_refs")
 
 
+def _references(obj: dict[str, Any], body: bytes | None, shape: _Shape) -> tuple[str, ...]:
+    """`references(obj)`, found from the top-level properties alone when the JSON body shows
+    that no nested object has a property named like a reference: every name ending in `_ref`
+    or `_refs` appears in the body as `_ref":` or `_refs":`, so when the body holds no more
+    of those than the object's own top-level names, nothing below them can hold one (a
+    string value that happens to contain the text only makes the count larger: then every
+    value is walked, as `references` does)."""
+    if body is None or body.count(b'_ref":') + body.count(b'_refs":') != shape.ref_names:
+        return references(obj)
+    found: list[str] = []
+    _scan(((k, obj[k]) for k in shape.content_refs), found)
+    return tuple(dict.fromkeys(found))
+
+
 def _scan(items: Iterable[tuple[str, Any]], found: list[str]) -> None:
     """References among (name, value) pairs: a `*_ref` identifier, a `*_refs` list of them,
     and the same inside any dictionary or list below. It runs over every property of every
     object stored, so scalars are tested in the loop, not in a call each."""
     for name, value in items:
         if isinstance(value, str):
-            if name.endswith(_REF_NAMES) and IDENTIFIER_RE.match(value):
+            if name.endswith(_REF_NAMES) and (value in _VALID_IDENTIFIERS
+                                              or IDENTIFIER_RE.match(value)):
                 found.append(value)
         elif isinstance(value, dict):
             _scan(value.items(), found)
@@ -284,6 +302,9 @@ class _Shape:
     ref_lists: tuple[str, ...] = ()
     versioned: bool = False
     rules: tuple[Rule, ...] = ()  # value rules for this type and these names (constraints.py)
+    custom: bool = False  # a custom object type (x-...) or a custom property (x_...)
+    ref_names: int = 0  # how many of the names end in _ref or _refs
+    content_refs: tuple[str, ...] = ()  # those of them `references` looks into, in order
 
 
 # Cached: the objects of a push come in a few shapes (the same type with the same property
@@ -307,8 +328,12 @@ def _shape(obj_type: str, names: tuple[str, ...]) -> _Shape:
             return _Shape(f"{obj_type} requires {name!r}")
     versioned = (obj_type in SDO_TYPES or obj_type in SRO_TYPES or obj_type in META_TYPES
                  or "created" in names or "modified" in names)
+    ref_names = [name for name in names if name.endswith(_REF_NAMES)]
     return _Shape("", tuple(timestamps), tuple(refs), tuple(ref_lists), versioned,
-                  rules_for(obj_type, names))
+                  rules_for(obj_type, names),
+                  custom=obj_type.startswith("x-") or any(k.startswith("x_") for k in names),
+                  ref_names=len(ref_names),
+                  content_refs=tuple(n for n in ref_names if n not in _NOT_CONTENT_REFS))
 
 
 def _timestamp(value: Any, name: str) -> None:

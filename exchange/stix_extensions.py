@@ -15,6 +15,7 @@ and stored by an ingest run beside the objects that use it, so a consumer can re
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -135,6 +136,12 @@ def fields_of(obj: dict[str, Any], source: str) -> dict[str, Any]:
 _FIELD_NAME = re.compile(r"^[A-Za-z0-9_]{1,250}$")  # a STIX dictionary key
 
 
+# Cached: a feed's rows keep the same few sets of columns, so the names are checked once.
+@functools.lru_cache(maxsize=1024)
+def _field_names_ok(names: tuple[str, ...]) -> bool:
+    return all(isinstance(name, str) and _FIELD_NAME.match(name) for name in names)
+
+
 def problem(obj: dict[str, Any]) -> str | None:
     """What is wrong with an object's `extensions`: not an object of objects, or one of the
     project's extensions off its JSON Schema (checked directly: this runs on every object
@@ -156,7 +163,7 @@ def problem(obj: dict[str, Any]) -> str | None:
             continue
         fields = value.get("fields")
         if set(value) != {"extension_type", "fields"} or not isinstance(fields, dict) or \
-                not fields or not all(_FIELD_NAME.match(name) for name in fields):
+                not fields or not _field_names_ok(tuple(fields)):
             return f"extensions[{extension_id}]: fields must be a non-empty object whose " \
                    "names are letters, digits and underscores (at most 250), and nothing else"
     return None

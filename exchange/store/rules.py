@@ -26,7 +26,7 @@ from typing import Protocol
 
 import orjson
 
-from ..model import CLEAR, RED, Candidate, Outcome
+from ..model import CLEAR, RED, Candidate, Indexed, Outcome
 from ..stix import format_micros, now_micros, references, version_key
 
 NONE = RED + 1  # above every rank: "there is no such version"
@@ -58,6 +58,7 @@ class Row:
     top: str = ""
     bottom: str = ""
     saved: tuple[object, ...] | None = None  # the derived facts as last stored
+    found: Indexed | None = None  # what it is found by, if known (else read from the body)
 
     def derived(self) -> tuple[object, ...]:
         return (self.rank, self.h2, self.last, self.first, self.spec_latest, self.newer,
@@ -76,6 +77,15 @@ class Backend(Protocol):
         """Ids of stored objects with a version that references any of `ids`."""
 
 
+class FactsBackend(Backend, Protocol):
+    """A backend that can also give the classification of ids without their versions: what
+    a write needs of the objects its new versions reference (a report names thousands)."""
+
+    def newest_facts(self, ids: Iterable[str]) -> dict[str, tuple[int, bool]]:
+        """(effective rank, H2) of the newest version of each stored id (ids with none are
+        left out)."""
+
+
 @dataclass
 class Versions:
     backend: Backend
@@ -86,6 +96,9 @@ class Versions:
     _touched: set[str] = field(default_factory=set)
     _recompute: list[Row] = field(default_factory=list)
     _newest: dict[str, Row | None] = field(default_factory=dict)  # kept as versions change
+    # The classification of ids only referenced (their versions not loaded): what the
+    # backend's newest version says, while this write cannot change it.
+    _referenced: dict[str, tuple[int, bool]] = field(default_factory=dict)
 
     # -- loading -------------------------------------------------------------------------
     def load(self, ids: Iterable[str], *, bodies: bool = False) -> None:
@@ -101,11 +114,28 @@ class Versions:
             self._newest[ident] = newest = _newest(rows)
             self._loaded_facts[ident] = _facts(newest)
 
+    def load_facts(self, ids: Iterable[str]) -> None:
+        """Make `facts` answer for these ids, loading their versions only when the backend
+        cannot give their classification alone."""
+        missing = [i for i in dict.fromkeys(ids)
+                   if i not in self.versions and i not in self._referenced]
+        if not missing:
+            return
+        newest_facts = getattr(self.backend, "newest_facts", None)
+        if newest_facts is None:
+            self.load(missing)
+            return
+        found = newest_facts(missing)
+        for ident in missing:
+            self._referenced[ident] = found.get(ident, _NOTHING)
+
     def facts(self, ident: str) -> tuple[int, bool]:
         """The current classification of an id: its newest version's effective rank and H2.
         An id not stored here yet reveals nothing (CLEAR); it raises its referrers when it
         arrives."""
-        return _facts(self._newest.get(ident))
+        if ident in self.versions:
+            return _facts(self._newest.get(ident))
+        return self._referenced.get(ident, _NOTHING)
 
     # -- writes ----------------------------------------------------------------------------
     def place(self, candidate: Candidate, added: int) -> tuple[Outcome, Row | None]:
@@ -120,6 +150,7 @@ class Versions:
         if candidate.version is None:
             same = existing
             version = format_micros(added)
+            vkey = version_key(version)
         else:
             vkey = version_key(candidate.version)
             same = [r for r in existing if r.vkey == vkey and r.spec == candidate.spec_version]
@@ -130,11 +161,9 @@ class Versions:
                 candidate.body)
             return Outcome(candidate.id, same[0].version, stored=False,
                            conflict=not identical), None
-        row = Row(id=candidate.id, type=candidate.type, vkey=version_key(version),
-                  version=version, spec=candidate.spec_version, added=added,
-                  base=candidate.rank, base_h2=candidate.h2, pusher=candidate.pusher,
-                  rank=candidate.rank, h2=candidate.h2, body=candidate.body,
-                  refs=candidate.refs)
+        row = Row(candidate.id, candidate.type, vkey, version, candidate.spec_version, added,
+                  candidate.rank, candidate.h2, candidate.pusher, candidate.rank, candidate.h2,
+                  body=candidate.body, refs=candidate.refs, found=candidate.indexed)
         existing.append(row)
         newest = self._newest.get(candidate.id)
         if newest is None or (row.vkey, row.spec) > (newest.vkey, newest.spec):
@@ -177,8 +206,11 @@ class Versions:
                 row.rank, row.h2 = row.base, row.base_h2
             self._rise(region)
         else:
+            # The new versions were raised above with every fact as it now stands (and any
+            # later rise requeued them), so only stored versions can still lag behind.
             self._rise(self._referring_rows(
-                [i for i in self._touched if self.facts(i) != self._loaded_facts[i]]))
+                [i for i in self._touched if self.facts(i) != self._loaded_facts[i]],
+                stored_only=True))
         for ident in self._touched:
             _derive(self.versions.get(ident, []))
 
@@ -198,7 +230,7 @@ class Versions:
         queue = {id(r): r for r in rows}
         while queue:
             batch = list(queue.values())
-            self.load({ref for row in batch for ref in self.refs(row)})
+            self.load_facts([ref for row in batch for ref in self.refs(row)])
             moved = []
             for row in batch:
                 rank, h2 = row.rank, row.h2
@@ -225,15 +257,22 @@ class Versions:
         self._touched |= found
         return [row for ident in found for row in self.versions.get(ident, [])]
 
-    def _referring_rows(self, ids: list[str]) -> list[Row]:
+    def _referring_rows(self, ids: list[str], *, stored_only: bool = False) -> list[Row]:
+        """The versions that reference any of these ids (`stored_only`: not the versions
+        this write adds)."""
         if not ids:
             return []
         wanted = set(ids)
         referrers = self.backend.referrers(wanted)
-        referrers.update(r.id for r in self.new if not wanted.isdisjoint(self.refs(r)))
+        if not stored_only:
+            referrers.update(r.id for r in self.new if not wanted.isdisjoint(self.refs(r)))
         self.load(referrers)
-        return [row for ident in referrers for row in self.versions.get(ident, [])
+        rows = [row for ident in referrers for row in self.versions.get(ident, [])
                 if not wanted.isdisjoint(self.refs(row))]
+        if stored_only and rows:
+            new = {id(r) for r in self.new}
+            rows = [row for row in rows if id(row) not in new]
+        return rows
 
     def refs(self, row: Row) -> tuple[str, ...]:
         if row.refs is None:
@@ -272,8 +311,11 @@ def stamp(working: Versions, candidates: Iterable[Candidate],
     return outcomes, added
 
 
+_NOTHING = (CLEAR, False)
+
+
 def _facts(newest: Row | None) -> tuple[int, bool]:
-    return (newest.rank, newest.h2) if newest is not None else (CLEAR, False)
+    return (newest.rank, newest.h2) if newest is not None else _NOTHING
 
 
 def _newest(rows: Iterable[Row]) -> Row | None:
@@ -287,6 +329,12 @@ def _newest(rows: Iterable[Row]) -> Row | None:
 def _derive(rows: list[Row]) -> None:
     """The flags of one id's versions from their keys, ranks and pushers."""
     if not rows:
+        return
+    if len(rows) == 1:  # most ids: one version, newest and oldest at once
+        row = rows[0]
+        row.last = row.first = row.spec_latest = True
+        row.newer = row.older = NONE
+        row.top = row.bottom = row.pusher
         return
     ordered = sorted(rows, key=lambda r: (r.vkey, r.spec))
     newest, oldest = ordered[-1], ordered[0]

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import idna
 
 from ..errors import ExchangeError
-from ..model import Search
+from ..model import Indexed, Search
 from ..stix import timestamp_micros
 
 # STIX types found by name and aliases.
@@ -42,16 +41,7 @@ MARK = "\x02"  # starts every value in the text index: a prefix search is a phra
 FOREVER = 2**62
 MAX_TERM = 300  # longer values are indexed by their first characters (URLs can be long)
 
-
-@dataclass(frozen=True, slots=True)
-class Indexed:
-    """What a store keeps of one object version to find it."""
-
-    terms: frozenset[str] = frozenset()
-    texts: tuple[str, ...] = ()  # domains and URLs, for prefix and substring search
-    source: str = ""  # created_by_ref
-    valid_from: int | None = None  # indicators only, microseconds
-    valid_until: int | None = None  # FOREVER when the indicator has no end
+__all__ = ["FOREVER", "MARK", "MAX_TERM", "NAMED", "Indexed", "index", "search", "terms"]
 
 
 def index(obj: dict[str, Any]) -> Indexed:

@@ -13,7 +13,9 @@ the real command runs as a subprocess over a fresh store:
 
 - first load: rows/s and objects/s = N (or objects stored) / wall time of the command;
 - re-load of the same file (every object already stored, nothing changes): rows/s;
-- peak RSS of the command and its child process together, sampled every 50 ms.
+- peak RSS of the command and its child process together, sampled every 50 ms;
+- load: the machine's 1-minute load average when the first load ends (other work on the
+  machine slows the command down: compare figures taken under similar load).
 
 The result is a Markdown table on stdout (and in --out).
 """
@@ -40,6 +42,7 @@ HEADER = ("timestamp,protocol,src_ip,src_port,src_asn,src_geo,src_region,src_cit
           "public_source,infection,family,tag,application,version,event_id")
 FAMILIES = ("emotet", "qakbot", "icedid", "pikabot", "andromeda", "necurs", "conficker")
 FORMAT = "shadowserver-event4-sinkhole"
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def write_report(path: Path, rows: int, seed: int = 20261120) -> None:
@@ -87,13 +90,15 @@ def write_config(directory: Path) -> Path:
 
 def run_ingest(config: Path, report: Path, rejects: Path) -> tuple[float, int, dict[str, int]]:
     """Wall seconds, peak RSS bytes and the summary line's counts of one ingest command."""
-    program = Path(sys.executable).parent / "taxii-exchange"
-    command = [str(program)] if program.exists() else [sys.executable, "-m", "exchange"]
-    command += ["--config", str(config), "ingest", "--format", FORMAT, "--collection", "bench",
-                "--rejects", str(rejects), "--no-progress", str(report)]
+    # `python -m exchange` from this checkout: an installed console script may run another
+    # copy of the code.
+    command = [sys.executable, "-m", "exchange", "--config", str(config), "ingest", "--format",
+               FORMAT, "--collection", "bench", "--rejects", str(rejects), "--no-progress",
+               str(report)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXCHANGE_")}
     started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+                            cwd=CHECKOUT)
     sampler = RssSampler(proc.pid)
     sampler.start()
     out, err = proc.communicate()
@@ -117,8 +122,8 @@ def main() -> int:
         f"{os.cpu_count()} cores, Python {platform.python_version()}",
         "",
         "| rows | objects stored | first load s | rows/s | objects/s | re-load rows/s "
-        "| peak RSS MB |",
-        "|---|---|---|---|---|---|---|",
+        "| peak RSS MB | load |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for size in sizes:
         with tempfile.TemporaryDirectory(prefix="bench-normalize-") as temp:
@@ -127,12 +132,13 @@ def main() -> int:
             report = directory / "2026-11-20-event4_sinkhole.csv"
             write_report(report, size)
             first, peak1, counts = run_ingest(config, report, directory / "rejects.jsonl")
+            load = os.getloadavg()[0]
             again, peak2, recount = run_ingest(config, report, directory / "rejects.jsonl")
             if counts["rejected"] or recount["stored"] or counts["read"] != size:
                 raise SystemExit(f"unexpected counts: {counts} then {recount}")
             row = (f"| {size:,} | {counts['stored']:,} | {first:.1f} | {size / first:,.0f} "
                    f"| {counts['stored'] / first:,.0f} | {size / again:,.0f} "
-                   f"| {max(peak1, peak2) / 2**20:.0f} |")
+                   f"| {max(peak1, peak2) / 2**20:.0f} | {load:.1f} |")
             lines.append(row)
             print(row, file=sys.stderr, flush=True)
     table = "\n".join(lines)
