@@ -290,12 +290,7 @@ class MongoStore:
         """Delete these (id, date_added) versions; flags, references and the effective ranks
         of what referenced them follow."""
         working = Versions(_Backend(self, session, collection))
-        ids = {ident for ident, _ in chosen}
-        working.load(ids, bodies=True)
-        for ident in ids:
-            working.remove(ident, [r for r in working.versions[ident]
-                                   if (ident, r.added) in chosen])
-        working.settle()
+        working.drop(chosen)
         self._flush(session, collection, working)
 
     def _flush(self, session: ClientSession, collection: str, working: Versions) -> None:

@@ -187,6 +187,15 @@ class Versions:
         self._newest[ident] = _newest(kept)
         self._touched.add(ident)
 
+    def drop(self, chosen: set[tuple[str, int]]) -> None:
+        """Remove these (id, date_added) versions (a delete, a purge) and settle what that
+        changes: flags, and the effective ranks of what referenced them."""
+        ids = {ident for ident, _ in chosen}
+        self.load(ids, bodies=True)
+        for ident in ids:
+            self.remove(ident, [r for r in self.versions[ident] if (ident, r.added) in chosen])
+        self.settle()
+
     # -- settling --------------------------------------------------------------------------
     def settle(self) -> None:
         """Effective ranks and flags of everything the placed and removed rows affect.

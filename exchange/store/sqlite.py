@@ -358,12 +358,7 @@ class SQLiteStore:
         """Delete these (id, date_added) versions; flags, references and the effective ranks
         of what referenced them follow."""
         working = Versions(_Backend(self, conn, key))
-        ids = {ident for ident, _ in chosen}
-        working.load(ids, bodies=True)
-        for ident in ids:
-            working.remove(ident, [r for r in working.versions[ident]
-                                   if (ident, r.added) in chosen])
-        working.settle()
+        working.drop(chosen)
         self._flush(conn, key, working)
 
     def _flush(self, conn: sqlite3.Connection, key: int, working: Versions) -> None:
