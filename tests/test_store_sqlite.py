@@ -13,7 +13,18 @@ from typing import Any
 import orjson
 import pytest
 
-from exchange.model import ALL, FIRST, GREEN, RED, Query, Search, Visibility
+from exchange.model import (
+    ALL,
+    COMPLETE,
+    FIRST,
+    GREEN,
+    RED,
+    Outcome,
+    Query,
+    Search,
+    Status,
+    Visibility,
+)
 from exchange.stix import now_micros, timestamp_micros, version_key
 from exchange.store import terms
 from exchange.store.sqlite import SQLiteStore
@@ -194,6 +205,33 @@ def test_a_bulk_store_flushes_less_but_keeps_the_server_durable(tmp_path: Path):
         server.close()
         bulk.close()
     assert flags == [2, 1]  # FULL for the server, NORMAL for bulk loads
+
+
+def test_only_what_cannot_be_redone_waits_for_the_disk(tmp_path: Path):
+    """An accepted push is fsynced before the client hears of it; the lease on it and the
+    write of its objects are not (both are redone from the recorded body after a power
+    loss), and the connection is FULL again for the next acknowledgement."""
+    store = SQLiteStore(tmp_path / "a.sqlite3")
+    store.open()
+    level = lambda: store._conn().execute("PRAGMA synchronous").fetchone()[0]  # noqa: E731
+    seen: dict[str, int] = {}
+    try:
+        status = pending()
+        store.save_status(status, b'{"objects": []}')
+        seen["after accepting"] = level()
+        assert store.claim_pending(5.0, status.id) == [status.id]
+        seen["after the lease"] = level()
+
+        def finish(outcomes: list[Outcome]) -> Status:  # runs inside the write's transaction
+            seen["inside the write of a push"] = level()
+            return dataclasses.replace(status, status=COMPLETE, pendings=[])
+
+        store.write(COLL, [candidate(sdo(1))], status.id, finish)
+        seen["after the write"] = level()
+    finally:
+        store.close()
+    assert seen == {"after accepting": 2, "after the lease": 2,
+                    "inside the write of a push": 1, "after the write": 2}
 
 
 V2_SCHEMA = """
