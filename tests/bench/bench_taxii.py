@@ -1056,8 +1056,9 @@ def run_target(target: Target, workload: Workload, readers: int) -> None:
             target.raw.update(rss=sampler.peak / MIB, pss=sampler.peak_pss / MIB)
             unknown = "" if sampler.pss_known else " (PSS not readable: partial)"
             target.results["pss"] = f"{sampler.peak_pss / MIB:,.0f}{unknown}"
+            plural = "" if sampler.processes == 1 else "es"
             target.results["pss_end"] = (f"{sampler.last_pss / MIB:,.0f} "
-                                         f"({sampler.processes} processes)")
+                                         f"({sampler.processes} process{plural})")
             target.results["rss"] = f"{sampler.peak / MIB:,.0f}"
         if target.proc is not None:
             _stop(target.proc)
@@ -1358,7 +1359,7 @@ def _ratio_cell(ours: Target, peer: Target, key: str, higher_better: bool) -> st
     mine, theirs = ours.raw.get(key), peer.raw.get(key)
     if not mine or not theirs:
         cell = peer.results.get(key, "") if not theirs else ours.results.get(key, "")
-        return f"n/a ({cell})" if cell else "n/a"
+        return cell if cell.startswith("n/a") else f"n/a ({cell})" if cell else "n/a"
     ratio = mine / theirs
     if higher_better:
         return f"{ratio:,.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
@@ -1522,8 +1523,8 @@ def main(argv: list[str] | None = None) -> int:
             baselines[n] = make(f"baseline {revision} N={n:,}", "exchange", n,
                                 trees["Baseline"], baseline=True)
             targets.append(baselines[n])
-    # Each peer right after a taxii-exchange column at its N (one is added when that N is
-    # not among --sizes): the direct comparison, close together in time.
+    # Each peer beside a taxii-exchange column at its N, for the direct comparison: when that
+    # N is not among --sizes, one is added right before the peer.
     beside = set(sizes)
     for n, kind, label in ((args.medallion_n, "medallion", "medallion 3.0.0 (memory)"),
                            (args.opentaxii_n, "opentaxii",
