@@ -5,7 +5,7 @@ PORT   ?= 8000
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench bench-quick clean
 
 $(BIN)/taxii-exchange: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,13 +23,21 @@ lint: $(BIN)/taxii-exchange
 test: lint
 	$(BIN)/pytest -q
 
+# bench_taxii.py puts OpenTAXII in a virtualenv of its own (~/.cache/taxii-exchange-bench/).
+BENCH_TAXII := $(BIN)/python tests/bench/bench_taxii.py --workers 2
+
 bench: $(BIN)/taxii-exchange
 	$(BIN)/pip install --quiet -e '.[test,bench]'
-	$(BIN)/python tests/bench/bench_taxii.py
+	$(BENCH_TAXII) --sizes 10000,100000,1000000 --medallion-n 2000 --opentaxii-n 100000
 	$(BIN)/python tests/bench/bench_policy.py
 	$(BIN)/python -m tests.bench.bench_normalize
 	$(BIN)/python tests/bench/bench_federation.py
 	$(BIN)/python tests/bench/bench_web.py
+
+# The TAXII benchmark small, every column in a few minutes: to check it runs, not to quote.
+bench-quick: $(BIN)/taxii-exchange
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BENCH_TAXII) --sizes 10000 --medallion-n 2000 --opentaxii-n 2000
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

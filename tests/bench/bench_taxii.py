@@ -1,8 +1,10 @@
 #!/usr/bin/env python
-"""Throughput and latency of taxii-exchange over real HTTP, with medallion 3.0.0 beside it
-and, optionally, an older taxii-exchange checkout as a baseline.
+"""Throughput and latency of taxii-exchange over real HTTP, with two peers beside it in the
+same run (medallion 3.0.0 and OpenTAXII 0.10.0b1) and, optionally, an older taxii-exchange
+checkout as a baseline.
 
-    .venv/bin/python tests/bench/bench_taxii.py [--sizes 10000,100000] [--medallion-n 2000]
+    .venv/bin/python tests/bench/bench_taxii.py [--sizes 10000,100000] [--workers 2]
+                                                [--medallion-n 2000] [--opentaxii-n 100000]
                                                 [--baseline-tree PATH] [--out FILE]
 
 For each size N the real server runs as a subprocess (`python -m exchange --config CFG serve`,
@@ -22,7 +24,10 @@ own `partners add` command.
 - incremental pull: `added_after` the date_added of the object at the 90% position;
 - match[id]: latency of single-id lookups (bearer token, then HTTP Basic);
 - concurrent readers: several clients doing full pulls at once (threads);
-- server peak RSS, sampled every 50 ms over the whole run, children included.
+- server memory: PSS (/proc/PID/smaps_rollup) summed over the server process and all its
+  descendants (uvicorn's or gunicorn's workers), sampled every 50 ms over the whole column:
+  peak, after each phase, at the end; peak RSS beside it (it counts shared pages once per
+  process, so it overstates several workers).
 
 --baseline-tree PATH runs the same measurements, at every size of --sizes and on the same
 objects, against a server started from another checkout (e.g. a git worktree of the last
@@ -35,8 +40,18 @@ servers side by side over the same objects, every round measuring both in altern
 (--paired-rounds, --paired-lookups), so that drift and busy neighbours weigh on both alike;
 a 10% comparison of sub-millisecond lookups made minutes apart on a shared machine is noise.
 
-medallion 3.0.0 (memory backend, its own Flask server) runs the same measurements at a small N,
-with a per-operation timeout, and taxii-exchange runs at that N too for a direct comparison.
+The peers run the same measurements on the same objects, each at its own N with a
+per-operation timeout, and taxii-exchange runs at that N too (when it is not among --sizes)
+for a direct comparison:
+- medallion 3.0.0 (memory backend, its own Flask server, HTTP Basic only) at --medallion-n
+  (2,000: its reads are quadratic);
+- OpenTAXII 0.10.0b1 at --opentaxii-n (100,000), in a virtualenv of its own, served as its
+  documentation says: gunicorn with two workers, SQLite files (tests/bench/peers_opentaxii.py).
+  Its pushes and pulls carry its JWT (from its auth API); match[id] is measured with the JWT
+  and with HTTP Basic, which it checks with scrypt on every request.
+A second table gives taxii-exchange's figure over each peer's, for each taxii-exchange column.
+The report's head says what the machine is (CPU, cores, memory, kernel, Python, SQLite, load
+average before the run) and how much CPU other processes used during it.
 Every server listens on 127.0.0.1 only and is stopped on exit. The result is a Markdown table
 on stdout (and in --out).
 """
@@ -75,6 +90,11 @@ from urllib.parse import urlencode
 import orjson
 import psutil
 import yaml
+
+try:
+    from . import peers_opentaxii as opentaxii
+except ImportError:  # run as a script: tests/bench is on sys.path
+    import peers_opentaxii as opentaxii  # type: ignore[no-redef]
 
 TAXII = "application/taxii+json;version=2.1"
 STIX = "application/stix+json;version=2.1"
@@ -195,29 +215,62 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class RssSampler(threading.Thread):
-    """Peak resident memory of a process and its children, sampled every 50 ms."""
+def pss_bytes(pid: int) -> int | None:
+    """Proportional set size of one process: its private pages plus its share of each page
+    it shares (a page shared by a gunicorn master and two workers counts a third in each), so
+    the sum over a server's processes is the memory they take together; RSS counts a shared
+    page in full in every process. None where the kernel does not say (no smaps_rollup)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
+            for line in rollup:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+class MemorySampler(threading.Thread):
+    """Memory of a server process and all its descendants (a gunicorn master and its
+    workers, uvicorn's supervisor and its workers), summed over them, sampled every 50 ms
+    from start to stop: PSS (the memory they take together) and RSS; peak and last."""
 
     def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True, name=f"rss-{pid}")
+        super().__init__(daemon=True, name=f"memory-{pid}")
         self.process = psutil.Process(pid)
-        self.peak = 0
+        self.peak = 0  # RSS, bytes
         self.last = 0
+        self.peak_pss = 0
+        self.last_pss = 0
+        self.pss_known = True
         self.samples = 0
+        self.processes = 0  # at the last sample
         self._stop_event = threading.Event()
+        self._lock = threading.Lock()
 
     def sample(self) -> None:
         try:
             procs = [self.process, *self.process.children(recursive=True)]
         except psutil.Error:
             return
-        total = 0
+        rss = pss = 0
+        counted = 0
         for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
-        self.last = total
-        self.peak = max(self.peak, total)
-        self.samples += 1
+            try:
+                rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+            counted += 1
+            share = pss_bytes(proc.pid)
+            if share is None:
+                self.pss_known = False
+            else:
+                pss += share
+        with self._lock:
+            self.last, self.last_pss, self.processes = rss, pss, counted
+            self.peak = max(self.peak, rss)
+            self.peak_pss = max(self.peak_pss, pss)
+            self.samples += 1
 
     def run(self) -> None:
         while not self._stop_event.wait(0.05):
@@ -227,6 +280,9 @@ class RssSampler(threading.Thread):
         self._stop_event.set()
         self.join(timeout=5)
         self.sample()
+
+
+RssSampler = MemorySampler  # the name the other bench scripts import
 
 
 # -- synthetic STIX 2.1 -------------------------------------------------------------------
@@ -400,7 +456,7 @@ def code_changes(trees: dict[str, Tree]) -> list[str]:
 @dataclass
 class Target:
     label: str
-    kind: str  # "exchange" or "medallion"
+    kind: str  # "exchange", "medallion" or "opentaxii"
     n: int
     op_timeout: float
     match_samples: int
@@ -413,18 +469,23 @@ class Target:
     basic: str = ""
     bearer: str | None = None
     proc: subprocess.Popen[bytes] | None = None
-    sampler: RssSampler | None = None
+    sampler: MemorySampler | None = None
     log: Path | None = None
+    root_path: str = f"/{ROOT}"  # OpenTAXII: /taxii2/<api root id>
+    collection: str = COLLECTION  # OpenTAXII makes its own id
     results: dict[str, str] = field(default_factory=dict)
     raw: dict[str, float] = field(default_factory=dict)
 
     @property
     def objects_path(self) -> str:
-        return f"/{ROOT}/collections/{COLLECTION}/objects/"
+        return f"{self.root_path}/collections/{self.collection}/objects/"
 
     @property
     def manifest_path(self) -> str:
-        return f"/{ROOT}/collections/{COLLECTION}/manifest/"
+        return f"{self.root_path}/collections/{self.collection}/manifest/"
+
+    def status_path(self, status_id: str) -> str:
+        return f"{self.root_path}/status/{status_id}/"
 
     def client(self, authorization: str | None = None) -> Client:
         return Client(self.port, authorization or self.read_auth)
@@ -446,7 +507,7 @@ def _spawn(target: Target, command: list[str], env: dict[str, str]) -> None:
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     _STARTED.append(proc)
     target.proc = proc
-    target.sampler = RssSampler(proc.pid)
+    target.sampler = MemorySampler(proc.pid)
     target.sampler.start()
     deadline = Deadline(60)
     client = target.client()
@@ -584,6 +645,25 @@ def start_medallion(target: Target) -> None:
     _spawn(target, command, dict(os.environ))
 
 
+OPENTAXII_VENV = opentaxii.DEFAULT_VENV  # --opentaxii-venv
+
+
+def start_opentaxii(target: Target) -> None:
+    """OpenTAXII 0.10.0b1 in its own virtualenv, SQLite files in the target's folder, served
+    by gunicorn with two workers as its documentation runs it (tests/bench/peers_opentaxii.py);
+    an account with read and write on its collection: its JWT for pushes and pulls (its
+    primary method), HTTP Basic beside it for match[id]."""
+    config = opentaxii.write_config(target.directory)
+    setup = opentaxii.set_up(OPENTAXII_VENV, config, PARTNER)
+    target.root_path = f"/taxii2/{setup.api_root}"
+    target.collection = setup.collection
+    target.bearer = f"Bearer {setup.token}"
+    target.basic = _basic(setup.username, setup.password)
+    target.read_auth = target.bearer
+    target.port = free_port()
+    _spawn(target, opentaxii.command(OPENTAXII_VENV, target.port), opentaxii.environment(config))
+
+
 def wait_idle(target: Target, limit: float) -> bool:
     """After a timed-out request the server may still be working on it: wait (bounded) until
     its CPU use drops, so the next measurement is not charged for it."""
@@ -629,7 +709,7 @@ def measure_ingest(target: Target, workload: Workload) -> None:
                 pending.append(doc["id"])
         while pending:
             for status_id in list(pending):
-                doc, _ = client.get_json(f"/{ROOT}/status/{status_id}/", deadline)
+                doc, _ = client.get_json(target.status_path(status_id), deadline)
                 if doc["status"] == "complete":
                     tally(doc)
                     pending.remove(status_id)
@@ -870,16 +950,30 @@ def measure_concurrent(target: Target, n: int, readers: int) -> None:
     target.results["concurrent"] = f"{total / elapsed:,.0f} ({elapsed:.2f} s)"
 
 
+STORE_FILES = {"exchange": ("store.sqlite3*",),
+               "opentaxii": ("data.db*", "auth.db*")}  # medallion: memory only
+
+
 def store_size(target: Target) -> str:
-    files = list(target.directory.glob("store.sqlite3*"))
+    files = [f for pattern in STORE_FILES.get(target.kind, ())
+             for f in target.directory.glob(pattern)]
     return f"{sum(f.stat().st_size for f in files) / MIB:.1f}" if files else "n/a (memory)"
 
 
 def _rss_now(target: Target) -> str:
+    """RSS over every server process now, MB (bench_policy.py's memory rows)."""
     if target.sampler is None:
         return "?"
     target.sampler.sample()
     return f"{target.sampler.last / MIB:,.0f}"
+
+
+def _memory_now(target: Target) -> str:
+    """PSS over every server process now, MB."""
+    if target.sampler is None:
+        return "?"
+    target.sampler.sample()
+    return f"{target.sampler.last_pss / MIB:,.0f}"
 
 
 def run_target(target: Target, workload: Workload, readers: int) -> None:
@@ -888,10 +982,13 @@ def run_target(target: Target, workload: Workload, readers: int) -> None:
     # collections, which then only see what the client parses, as in a real client.
     gc.collect()
     gc.freeze()
-    starter = start_exchange if target.kind == "exchange" else start_medallion
+    starter = {"exchange": start_exchange, "medallion": start_medallion,
+               "opentaxii": start_opentaxii}[target.kind]
     target.results.update(objects=f"{workload.n:,}", avg_size=f"{workload.avg_size:,.0f}",
                           batch=f"{workload.batch:,}")
-    target.results["code"] = target.tree.revision.split(" ")[0] if target.tree else "medallion"
+    target.results["code"] = target.tree.revision.split(" ")[0] if target.tree else \
+        {"medallion": "medallion 3.0.0", "opentaxii": f"OpenTAXII {opentaxii.VERSION}"}[
+            target.kind]
     started = time.monotonic()
     try:
         starter(target)
@@ -916,7 +1013,7 @@ def run_target(target: Target, workload: Workload, readers: int) -> None:
 
         if not step(("ingest", "ingest_detail"), lambda: measure_ingest(target, workload)):
             return
-        phases = [_rss_now(target)]
+        phases = [_memory_now(target)]
 
         def full_pull() -> None:
             nonlocal full
@@ -928,7 +1025,7 @@ def run_target(target: Target, workload: Workload, readers: int) -> None:
             step(("server_bound",), lambda: measure_server_bound(target, workload.n))
         else:
             target.results["server_bound"] = "not measured"
-        phases.append(_rss_now(target))
+        phases.append(_memory_now(target))
         if pulled and full is not None:
             pull_result = full
             step(("incremental",), lambda: measure_incremental(target, pull_result, workload.n))
@@ -947,20 +1044,25 @@ def run_target(target: Target, workload: Workload, readers: int) -> None:
                  settle=False)
         else:
             target.results["concurrent"] = "not run (a single full pull did not finish)"
-        phases.append(_rss_now(target))
-        target.results["rss_phases"] = " / ".join(phases)
+        phases.append(_memory_now(target))
+        target.results["pss_phases"] = " / ".join(phases)
     except Exception as exc:  # the server did not start or died: say so in its column
         target.results.setdefault("ingest", f"error: {str(exc).splitlines()[0][:80]}")
         print(f"[bench] {target.label}: {exc!r}", file=sys.stderr)
     finally:
         if target.sampler is not None:
-            target.sampler.stop()
-            target.raw["rss"] = target.sampler.peak / MIB
-            target.results["rss"] = f"{target.sampler.peak / MIB:,.0f}"
+            sampler = target.sampler
+            sampler.stop()
+            target.raw.update(rss=sampler.peak / MIB, pss=sampler.peak_pss / MIB)
+            unknown = "" if sampler.pss_known else " (PSS not readable: partial)"
+            target.results["pss"] = f"{sampler.peak_pss / MIB:,.0f}{unknown}"
+            plural = "" if sampler.processes == 1 else "es"
+            target.results["pss_end"] = (f"{sampler.last_pss / MIB:,.0f} "
+                                         f"({sampler.processes} process{plural})")
+            target.results["rss"] = f"{sampler.peak / MIB:,.0f}"
         if target.proc is not None:
             _stop(target.proc)
-        target.results["store"] = store_size(target) if target.kind == "exchange" \
-            else "n/a (memory)"
+        target.results["store"] = store_size(target)
         target.results["wall"] = f"{time.monotonic() - started:.0f} s"
 
 
@@ -1106,14 +1208,20 @@ ROWS = [
     ("match_bearer", "match[id] p50 / p95, ms (bearer token)"),
     ("match_basic", "match[id] p50 / p95, ms (HTTP Basic)"),
     ("concurrent", "Concurrent full pulls: aggregate objects/s (wall)"),
-    ("rss_phases", "Server RSS after ingest / single-client pulls / the end, MB"),
-    ("rss", "Server peak RSS, MB (with children; over the whole column)"),
+    ("pss_phases", "Server PSS after ingest / single-client pulls / the end, MB, "
+                   "all processes"),
+    ("pss", "Server peak PSS, MB, all processes (sampled every 50 ms over the whole column)"),
+    ("pss_end", "Server PSS at the end of the column, MB, all processes"),
+    ("rss", "Server peak RSS, MB, all processes (shared pages counted in each)"),
     ("store", "Store on disk, MB"),
     ("wall", "Time spent on this column"),
 ]
 
 
-def machine_facts(trees: dict[str, Tree] | None = None) -> list[str]:
+def machine_facts(trees: dict[str, Tree] | None = None,
+                  peers: list[str] | None = None) -> list[str]:
+    """The machine and the software measured, for the report's head: CPU, memory, kernel,
+    Python, SQLite, the load before the run; `peers` adds a line per peer server."""
     model = ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -1129,16 +1237,22 @@ def machine_facts(trees: dict[str, Tree] | None = None) -> list[str]:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
+    memory = psutil.virtual_memory()
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    workers = f"{WORKERS} worker processes" if WORKERS > 1 else "1 worker"
     return [
-        f"- CPU: {os.cpu_count()} logical cores ({psutil.cpu_count(logical=False)} physical)"
-        + (f", {model}" if model else ""),
-        f"- Memory: {psutil.virtual_memory().total / 2**30:.1f} GiB; "
-        f"load average at start {os.getloadavg()[0]:.2f}",
-        f"- Python {platform.python_version()} ({platform.python_implementation()}), "
-        f"{platform.platform()}, SQLite {sqlite3.sqlite_version}",
+        f"- CPU: {model or 'model unknown'}; {os.cpu_count()} logical cores "
+        f"({psutil.cpu_count(logical=False)} physical)",
+        f"- Memory: {memory.total / 2**30:.1f} GiB ({memory.available / 2**30:.1f} GiB "
+        f"available at start); load average before the run (1, 5, 15 min): {load}",
+        f"- Kernel: {platform.system()} {platform.release()} ({platform.machine()}); "
+        f"Python {platform.python_version()} ({platform.python_implementation()}); "
+        f"SQLite {sqlite3.sqlite_version}",
         f"- taxii-exchange {version('taxii-exchange')} (uvicorn {version('uvicorn')}, "
-        f"fastapi {version('fastapi')}, 1 worker); medallion {version('medallion')} "
-        f"(Flask {version('flask')}, werkzeug {version('werkzeug')}, memory backend)",
+        f"fastapi {version('fastapi')}, {workers}, SQLite store); medallion "
+        f"{version('medallion')} (Flask {version('flask')}, werkzeug {version('werkzeug')}, "
+        "its own threaded server, memory backend)",
+        *(peers or []),
         *(f"- {role} code: {tree.describe()}" for role, tree in (trees or {}).items()),
     ]
 
@@ -1215,9 +1329,11 @@ def check_targets(ours: list[Target], pairs: list[Paired]) -> list[str]:
         ingest = get(target, "ingest")
         check(None if ingest is None else ingest >= 5_000,
               f"ingest >= 5,000 objects/s at N={target.n:,}: {ingest or 0:,.0f}")
-    rss = get(big, "rss")
-    check(None if rss is None else rss <= 300,
-          f"server peak RSS <= 300 MB at N={big.n:,}: {rss or 0:,.0f} MB")
+    # PSS, not RSS: with several worker processes RSS counts every shared page once per
+    # process, and so grows with the worker count even where the memory does not.
+    pss = get(big, "pss")
+    check(None if pss is None else pss <= 300,
+          f"server peak PSS, all processes, <= 300 MB at N={big.n:,}: {pss or 0:,.0f} MB")
     for pair in pairs:
         for what, text in (("pull", "full pull objects/s"), ("bearer", "match[id] p50 (bearer)"),
                            ("basic", "match[id] p50 (HTTP Basic)")):
@@ -1225,6 +1341,49 @@ def check_targets(ours: list[Target], pairs: list[Paired]) -> list[str]:
             ok = None if ratio is None else (ratio >= 0.9 if what == "pull" else ratio <= 1.1)
             check(ok, f"{text} within 10% of the baseline at N={pair.n:,} (interleaved): "
                       f"{ratio or 0:.2f}x")
+    return lines
+
+
+# (raw key, column head, True where a higher figure is better)
+RATIOS = [
+    ("ingest", "Ingest", True),
+    ("pull_rate", "Full pull, 1 client", True),
+    ("incremental", "Incremental (added_after)", True),
+    ("match_bearer", "match[id] p50, token", False),
+    ("match_basic", "match[id] p50, HTTP Basic", False),
+    ("concurrent", "{readers} concurrent readers", True),
+]
+
+
+def _ratio_cell(ours: Target, peer: Target, key: str, higher_better: bool) -> str:
+    mine, theirs = ours.raw.get(key), peer.raw.get(key)
+    if not mine or not theirs:
+        cell = peer.results.get(key, "") if not theirs else ours.results.get(key, "")
+        return cell if cell.startswith("n/a") else f"n/a ({cell})" if cell else "n/a"
+    ratio = mine / theirs
+    if higher_better:
+        return f"{ratio:,.1f}x" if ratio >= 10 else f"{ratio:.2f}x"
+    # a latency: our p50 over theirs, and how many times faster that is
+    return f"{ratio:.3f}x (1/{1 / ratio:,.0f})" if ratio < 0.1 else f"{ratio:.2f}x"
+
+
+def peer_report(ours: list[Target], peers: list[Target], readers: int) -> list[str]:
+    """Our figure over each peer's, for each of our columns (each peer ran once, at its
+    own N): above 1 is better for the rates, below 1 for the match[id] latencies."""
+    if not ours or not peers:
+        return []
+    heads = [head.format(readers=readers) for _, head, _ in RATIOS]
+    lines = ["taxii-exchange against the peers: our figure / the peer's (rates: above 1 is "
+             "better; match[id] p50: below 1 is better, 1/k = k times faster). Each peer ran "
+             "once, at the N in its row: "
+             + "; ".join(f"{p.label} ({p.results.get('wall', '?')})" for p in peers) + ".", "",
+             "| taxii-exchange / peer | " + " | ".join(heads) + " |",
+             "|---|" + "---|" * len(heads)]
+    for peer in peers:
+        for mine in sorted(ours, key=lambda t: t.n):
+            same = " (same N)" if mine.n == peer.n else ""
+            cells = [_ratio_cell(mine, peer, key, better) for key, _, better in RATIOS]
+            lines.append(f"| N={mine.n:,} / {peer.label}{same} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -1247,6 +1406,10 @@ def report(targets: list[Target], ours: list[Target], baselines: dict[int, Targe
             label = label.replace("Concurrent", f"{readers} concurrent")
         cells = [t.results.get(key, "") for t in targets]
         lines.append(f"| {label} | " + " | ".join(cells or ["-"]) + " |")
+    peers = [t for t in targets if t.kind != "exchange"]
+    current = [t for t in targets if t.kind == "exchange" and not t.baseline]
+    if peers:
+        lines += ["", *peer_report(current, peers, readers)]
     if pairs:
         lines += ["", "The baseline's columns above ran one after the other; the ratios below "
                   "(and the baseline targets) come from the two servers side by side over the "
@@ -1264,6 +1427,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--medallion-n", type=int, default=2000,
                         help="size for medallion and the side-by-side taxii-exchange run "
                              "(0: no medallion)")
+    parser.add_argument("--opentaxii-n", type=int, default=100_000,
+                        help="size for OpenTAXII 0.10.0b1 (gunicorn, 2 workers, SQLite) and "
+                             "taxii-exchange beside it (0: no OpenTAXII); it ingests about "
+                             "270 objects/s, so 100,000 take about 6 minutes")
+    parser.add_argument("--opentaxii-timeout", type=float, default=900,
+                        help="per-operation limit for OpenTAXII, seconds (the whole load is "
+                             "one operation)")
+    parser.add_argument("--opentaxii-match-samples", type=int, default=200,
+                        help="match[id] lookups for OpenTAXII, per authentication (HTTP Basic "
+                             "costs it a scrypt check, about 130 ms, on every request)")
+    parser.add_argument("--opentaxii-venv", type=Path, default=opentaxii.DEFAULT_VENV,
+                        help="OpenTAXII's virtualenv: made with pip when it does not hold "
+                             f"OpenTAXII {opentaxii.VERSION}, reused when it does")
     parser.add_argument("--out", help="also write the Markdown report here")
     parser.add_argument("--batch", type=int, default=1000, help="objects per POST")
     parser.add_argument("--readers", type=int, default=4, help="concurrent full-pull clients")
@@ -1294,10 +1470,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1,
                         help="serve with this many worker processes (peak memory: all of them)")
     args = parser.parse_args(argv)
-    global STORE_URL, WORKERS
-    STORE_URL, WORKERS = args.store, args.workers
+    global STORE_URL, WORKERS, OPENTAXII_VENV
+    STORE_URL, WORKERS, OPENTAXII_VENV = args.store, args.workers, args.opentaxii_venv
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
-    if any(n < 20 for n in sizes) or (args.medallion_n and args.medallion_n < 20):
+    if any(0 < n < 20 for n in (*sizes, args.medallion_n, args.opentaxii_n)) or not sizes:
         parser.error("sizes must be at least 20")
     current = server_tree(args.tree)
     trees = {"Current": current}
@@ -1307,11 +1483,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
     atexit.register(_stop_all)
+    peer_facts, peer_error = [], ""
+    if args.opentaxii_n:
+        # installed (once) before the clock starts: pip is not part of any figure
+        try:
+            peer_facts.append(opentaxii.describe(opentaxii.ensure_venv(
+                OPENTAXII_VENV, Path(tempfile.gettempdir()) / "taxii-bench-opentaxii-pip.log")))
+        except opentaxii.PeerError as exc:
+            peer_error = str(exc)
+            peer_facts.append(f"- OpenTAXII {opentaxii.VERSION}: NOT RUN: {peer_error}")
+            print(f"[bench] OpenTAXII: {exc}", file=sys.stderr)
     started = time.monotonic()
-    facts = machine_facts(trees)
-    if WORKERS > 1:
-        facts.append(f"taxii-exchange served by `serve --workers {WORKERS}` "
-                     "(peak memory: all processes)")
+    facts = machine_facts(trees, peer_facts)
     foreign = ForeignCpu()
     workdir = Path(tempfile.mkdtemp(prefix="taxii-bench-"))
     command = " ".join([os.path.relpath(sys.executable), *sys.argv]) if argv is None else \
@@ -1321,13 +1504,13 @@ def main(argv: list[str] | None = None) -> int:
              baseline: bool = False) -> Target:
         directory = workdir / f"{kind}{'-baseline' if baseline else ''}-{n}"
         directory.mkdir()
-        medallion = kind == "medallion"
-        return Target(label=label, kind=kind, n=n,
-                      op_timeout=args.medallion_timeout if medallion else args.timeout,
-                      match_samples=args.medallion_match_samples if medallion
-                      else args.match_samples,
-                      pull_repeats=1 if medallion else args.pull_repeats, directory=directory,
-                      tree=tree, baseline=baseline)
+        timeout, samples, repeats = {
+            "medallion": (args.medallion_timeout, args.medallion_match_samples, 1),
+            # OpenTAXII: one full pull (at 100,000 objects about 20 s)
+            "opentaxii": (args.opentaxii_timeout, args.opentaxii_match_samples, 1),
+        }.get(kind, (args.timeout, args.match_samples, args.pull_repeats))
+        return Target(label=label, kind=kind, n=n, op_timeout=timeout, match_samples=samples,
+                      pull_repeats=repeats, directory=directory, tree=tree, baseline=baseline)
 
     # Each baseline column right after the current one at the same N: same objects, and the
     # two runs close together in time.
@@ -1340,15 +1523,26 @@ def main(argv: list[str] | None = None) -> int:
             baselines[n] = make(f"baseline {revision} N={n:,}", "exchange", n,
                                 trees["Baseline"], baseline=True)
             targets.append(baselines[n])
-    if args.medallion_n:
-        n = args.medallion_n
-        if n not in sizes:
+    # Each peer beside a taxii-exchange column at its N, for the direct comparison: when that
+    # N is not among --sizes, one is added right before the peer.
+    beside = set(sizes)
+    for n, kind, label in ((args.medallion_n, "medallion", "medallion 3.0.0 (memory)"),
+                           (args.opentaxii_n, "opentaxii",
+                            f"OpenTAXII {opentaxii.VERSION} (gunicorn x{opentaxii.WORKERS}, "
+                            "SQLite)")):
+        if not n:
+            continue
+        if n not in beside:
+            beside.add(n)
             targets.append(make(f"taxii-exchange N={n:,}", "exchange", n, current))
-        targets.append(make(f"medallion 3.0.0 (memory) N={n:,}", "medallion", n))
+        targets.append(make(f"{label} N={n:,}", kind, n))
     workloads: dict[tuple[int, int], Workload] = {}
     pairs: list[Paired] = []
     try:
         for target in targets:
+            if target.kind == "opentaxii" and peer_error:
+                target.results["ingest"] = f"not run: {peer_error[:200]}"
+                continue
             key = (target.n, batch_size(target.n, args.batch, target.n == args.medallion_n))
             if key not in workloads:
                 workloads.clear()  # keep one workload in memory at a time
