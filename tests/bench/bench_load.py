@@ -277,7 +277,12 @@ class LoadClient:
         data = await self.call("poll", b"GET", self.objects + query.encode())
         if data is None or self.rng.random() >= self.follow:
             return
-        head = bt._envelope_head(data)  # paging members only: the objects are not needed
+        try:  # paging members only: the objects are not needed
+            head = bt._envelope_head(data)
+        except orjson.JSONDecodeError:
+            self.tally.error("poll", "not a TAXII envelope", data[:200].decode(errors="replace"),
+                             time.monotonic() >= self.tally.measure_start)
+            return
         if head.get("more") and head.get("next"):
             query += f"&next={quote(str(head['next']), safe='')}"
             await self.call("poll-next", b"GET", self.objects + query.encode())
@@ -286,10 +291,10 @@ class LoadClient:
         objects = [next(self.new_objects) for _ in range(PUSH_SIZE)]
         body = orjson.dumps({"type": "bundle", "id": f"bundle--{uuid.uuid4()}",
                              "objects": objects})
+        measured = time.monotonic() >= self.tally.measure_start  # as the POST will be
         data = await self.call("push", b"POST", self.objects, body)
         if data is None:
             return
-        measured = time.monotonic() >= self.tally.measure_start
         try:
             status_id = orjson.loads(data)["id"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
@@ -299,14 +304,19 @@ class LoadClient:
         data = await self.call("status", b"GET", f"{self.status_path}{status_id}/".encode())
         if data is None:
             return
-        doc = orjson.loads(data)
+        try:
+            doc = dict(orjson.loads(data))
+        except (orjson.JSONDecodeError, TypeError, ValueError):
+            self.tally.error("status", "not a status resource", data[:200].decode(
+                errors="replace"), measured)
+            return
         if (doc.get("status") != "complete" or doc.get("success_count") != PUSH_SIZE
                 or doc.get("failure_count")):
             self.tally.error("push", "status not complete with every object succeeded",
                              f"{doc.get('status')}: {doc.get('success_count')} succeeded, "
                              f"{doc.get('failure_count')} failed, {doc.get('pending_count')} "
                              f"pending of {doc.get('total_count')}", measured)
-        else:
+        elif measured:
             self.tally.pushed += PUSH_SIZE
 
     async def run(self, end: float) -> None:
@@ -647,7 +657,8 @@ def report(args: argparse.Namespace, outcome: Outcome, facts: list[str], setup: 
         f"| Requests/s, all requests ({window:.1f} s measured) | {rate:,.0f} |",
         "| Operations chosen (lookup / poll / push) | "
         + " / ".join(f"{chosen[op]:,} ({chosen[op] / ops:.0%})" for op in OPS) + " |",
-        f"| Objects pushed and stored during the measured window | {pushed:,} |",
+        "| Objects pushed (and complete at their status GET) in the measured window | "
+        f"{pushed:,} |",
         f"| Received, MB/s | {received / MIB / max(outcome.wall, 1e-9):,.1f} |",
         "| Errors by kind | " + ("; ".join(
             f"{key}: {count:,} (e.g. {examples.get(key, '')!r})"
