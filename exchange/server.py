@@ -1,4 +1,5 @@
-"""Serving: uvicorn over create_app, in one process or several (each builds its own app)."""
+"""Serving: uvicorn over create_app, in one process or several forked ones (each builds its
+own app after the fork: prefork.py)."""
 
 from __future__ import annotations
 
@@ -9,19 +10,32 @@ import ssl
 import tempfile
 from typing import Any
 
-from .config import Settings, load_settings
+from .config import Settings
 from .errors import ConfigError
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"  # as ops/metrics.py reads it
 
 
-def app_from_environment() -> object:
-    """uvicorn factory for multi-process serving: each worker builds its own app."""
+def _forked(settings: Settings, workers: int, common: dict[str, Any]) -> int:
+    """`workers` processes forked over one socket (prefork.py); their exit status."""
+    import uvicorn
+
+    from . import prefork
     from .app import create_app
     from .store.factory import open_store
 
-    settings = load_settings()
-    return create_app(settings, open_store(settings))
+    sock = uvicorn.Config(app="", **common).bind_socket()  # the socket only: no app here
+
+    def serve_one(listening: socket.socket) -> bool:
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, open_store(settings)),
+                                               **common))
+        server.run(sockets=[listening])
+        return server.started
+
+    try:
+        return prefork.run(workers, sock, serve_one)
+    finally:
+        sock.close()
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
@@ -77,8 +91,9 @@ def serve(settings: Settings, *, workers: int = 1, access_log: bool = True,
         common.update(log_config=log_config, access_log=False)
     try:
         if workers > 1:
-            uvicorn.run("exchange.server:app_from_environment", factory=True, workers=workers,
-                        **common)
+            code = _forked(settings, workers, common)
+            if code:
+                raise SystemExit(code)
         elif sock is not None:
             config = uvicorn.Config(create_app(settings, open_store(settings)), **common)
             uvicorn.Server(config).run(sockets=[sock])
