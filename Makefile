@@ -24,7 +24,7 @@ test: lint
 	$(BIN)/pytest -q
 
 # bench_taxii.py puts OpenTAXII in a virtualenv of its own (~/.cache/taxii-exchange-bench/).
-BENCH_TAXII := $(BIN)/python tests/bench/bench_taxii.py --workers 2
+BENCH_TAXII := $(BIN)/python tests/bench/bench_taxii.py --workers 2 --pushers 4
 
 bench: $(BIN)/taxii-exchange
 	$(BIN)/pip install --quiet -e '.[test,bench]'
@@ -33,6 +33,7 @@ bench: $(BIN)/taxii-exchange
 	$(BIN)/python -m tests.bench.bench_normalize
 	$(BIN)/python tests/bench/bench_federation.py
 	$(BIN)/python tests/bench/bench_web.py
+	$(BIN)/python tests/bench/bench_load.py
 
 # The TAXII benchmark small, every column in a few minutes: to check it runs, not to quote.
 bench-quick: $(BIN)/taxii-exchange

@@ -548,6 +548,7 @@ def add_partner(tree: Tree, config: Path, partner_id: str, groups: tuple[str, ..
 
 STORE_URL = ""  # --store: a mongodb:// URL; each target gets a database of its own
 WORKERS = 1  # --workers: `serve --workers N` (several processes on one store)
+PUSHERS = 1  # --pushers: clients POSTing the workload at once, for every server
 
 
 def _store_setting(target: Target) -> dict[str, str]:
@@ -682,31 +683,57 @@ def wait_idle(target: Target, limit: float) -> bool:
 
 # -- measurements -------------------------------------------------------------------------
 def measure_ingest(target: Target, workload: Workload) -> None:
+    """Every batch POSTed by PUSHERS clients at once (several partners pushing), each on its
+    own connection, then the statuses answered pending polled until complete."""
     deadline = Deadline(target.op_timeout)
-    client = target.client(target.bearer or target.basic)
+    batches = iter(enumerate(workload.batches))
+    taking = threading.Lock()
+    posts: dict[int, float] = {}
     pending: list[str] = []
     answered_pending = successes = failures = 0
+    errors: list[BaseException] = []
 
     def tally(doc: dict[str, Any]) -> None:
         nonlocal successes, failures
         successes += int(doc.get("success_count", 0))
         failures += int(doc.get("failure_count", 0))
 
+    def push() -> None:
+        nonlocal answered_pending
+        client = target.client(target.bearer or target.basic)
+        try:
+            while not errors:
+                with taking:
+                    index, body = next(batches, (-1, b""))
+                if index < 0:
+                    return
+                post_started = time.perf_counter()
+                status, _, data = client.request("POST", target.objects_path, deadline, body)
+                posts[index] = time.perf_counter() - post_started
+                if status != 202:
+                    raise BenchError(f"POST answered {status}: {data[:300]!r}")
+                doc = orjson.loads(data)
+                with taking:
+                    if doc["status"] == "complete":
+                        tally(doc)
+                    else:
+                        answered_pending += 1
+                        pending.append(doc["id"])
+        except BaseException as exc:  # reported by the caller, once every pusher stopped
+            errors.append(exc)
+        finally:
+            client.close()
+
+    started = time.perf_counter()
+    pushers = [threading.Thread(target=push, name=f"pusher-{i}") for i in range(PUSHERS)]
+    for thread in pushers:
+        thread.start()
+    for thread in pushers:
+        thread.join()
+    if errors:
+        raise errors[0]
+    client = target.client(target.bearer or target.basic)
     try:
-        started = time.perf_counter()
-        posts = []
-        for body in workload.batches:
-            post_started = time.perf_counter()
-            status, _, data = client.request("POST", target.objects_path, deadline, body)
-            posts.append(time.perf_counter() - post_started)
-            if status != 202:
-                raise BenchError(f"POST answered {status}: {data[:300]!r}")
-            doc = orjson.loads(data)
-            if doc["status"] == "complete":
-                tally(doc)
-            else:
-                answered_pending += 1
-                pending.append(doc["id"])
         while pending:
             for status_id in list(pending):
                 doc, _ = client.get_json(target.status_path(status_id), deadline)
@@ -722,11 +749,12 @@ def measure_ingest(target: Target, workload: Workload) -> None:
         raise BenchError(f"ingest stored {successes} of {workload.n}, {failures} failures")
     target.raw["ingest"] = workload.n / elapsed
     target.results["ingest"] = f"{workload.n / elapsed:,.0f}"
-    tenth = max(1, len(posts) // 10)
+    ordered = [posts[i] for i in sorted(posts)]
+    tenth = max(1, len(ordered) // 10)
     target.results["ingest_detail"] = (
-        f"{elapsed:.2f} s; {answered_pending} of {len(workload.batches)} answered pending; "
-        f"POST median {_ms(statistics.median(posts[:tenth]))} ms in the first tenth, "
-        f"{_ms(statistics.median(posts[-tenth:]))} ms in the last")
+        f"{elapsed:.2f} s; {answered_pending} of {len(ordered)} answered pending; "
+        f"POST median {_ms(statistics.median(ordered[:tenth]))} ms in the first tenth, "
+        f"{_ms(statistics.median(ordered[-tenth:]))} ms in the last")
 
 
 @dataclass
@@ -1240,6 +1268,7 @@ def machine_facts(trees: dict[str, Tree] | None = None,
     memory = psutil.virtual_memory()
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     workers = f"{WORKERS} worker processes" if WORKERS > 1 else "1 worker"
+    workers += f"; ingest by {PUSHERS} clients POSTing at once" if PUSHERS > 1 else ""
     return [
         f"- CPU: {model or 'model unknown'}; {os.cpu_count()} logical cores "
         f"({psutil.cpu_count(logical=False)} physical)",
@@ -1469,9 +1498,13 @@ def main(argv: list[str] | None = None) -> int:
                              "a database per run) instead of a SQLite file")
     parser.add_argument("--workers", type=int, default=1,
                         help="serve with this many worker processes (peak memory: all of them)")
+    parser.add_argument("--pushers", type=int, default=1,
+                        help="clients POSTing the workload at once, each on its own "
+                             "connection (several partners pushing), for every server")
     args = parser.parse_args(argv)
-    global STORE_URL, WORKERS, OPENTAXII_VENV
+    global STORE_URL, WORKERS, OPENTAXII_VENV, PUSHERS
     STORE_URL, WORKERS, OPENTAXII_VENV = args.store, args.workers, args.opentaxii_venv
+    PUSHERS = args.pushers
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     if any(0 < n < 20 for n in (*sizes, args.medallion_n, args.opentaxii_n)) or not sizes:
         parser.error("sizes must be at least 20")
